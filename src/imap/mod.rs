@@ -1,0 +1,1 @@
+//! IMAP: sans-IO parser and session, and the network driver.

@@ -1,0 +1,1 @@
+//! Latency histograms, counters, `ringpost stats` and Prometheus text.

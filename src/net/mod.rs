@@ -1,0 +1,1 @@
+//! Connections: plaintext and TLS streams over glommio sockets, listeners.

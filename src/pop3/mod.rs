@@ -1,0 +1,1 @@
+//! POP3: sans-IO parser and session, and the network driver.

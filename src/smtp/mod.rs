@@ -1,0 +1,1 @@
+//! SMTP: sans-IO parser and session, and the network driver.
