@@ -1,1 +1,3 @@
 //! IMAP: sans-IO parser and session, and the network driver.
+
+pub mod section;
