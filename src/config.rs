@@ -1,1 +1,433 @@
-//! TODO
+//! Configuration: the TOML file of INTERFACE.md, or the embedded defaults when there is none.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/mistyped keys.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerSection,
+    /// `[domains]`
+    pub domains: DomainsSection,
+    /// `[listen]`; a missing key turns that listener off (in a file).
+    pub listen: ListenSection,
+    /// `[tls]`
+    pub tls: TlsSection,
+    /// `[limits]`
+    pub limits: LimitsSection,
+    /// `[relay]`
+    pub relay: RelaySection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Name in the banner, EHLO and Received headers.
+    pub hostname: String,
+    /// Where all state lives.
+    pub data_dir: PathBuf,
+    /// Shard count, fixed when data_dir is created.
+    pub shards: u32,
+    /// Executors; 0 = one per available core.
+    pub executors: usize,
+    /// Log filter when RUST_LOG is not set (tracing EnvFilter syntax).
+    pub log: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            hostname: "localhost".into(),
+            data_dir: PathBuf::from("./ringpost-data"),
+            shards: 16,
+            executors: 0,
+            log: "info".into(),
+        }
+    }
+}
+
+/// `[domains]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsSection {
+    /// Domains delivered locally.
+    pub local: Vec<String>,
+}
+
+impl Default for DomainsSection {
+    fn default() -> Self {
+        DomainsSection {
+            local: vec!["localhost".into()],
+        }
+    }
+}
+
+/// `[listen]`: one optional address per listener.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenSection {
+    /// MX: plaintext + STARTTLS.
+    pub smtp: Option<SocketAddr>,
+    /// Submission: STARTTLS, AUTH required.
+    pub submission: Option<SocketAddr>,
+    /// Submissions: implicit TLS.
+    pub submissions: Option<SocketAddr>,
+    /// IMAP with STARTTLS.
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS.
+    pub imaps: Option<SocketAddr>,
+    /// POP3 with STLS.
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS.
+    pub pop3s: Option<SocketAddr>,
+    /// Prometheus text and stats over HTTP.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl ListenSection {
+    /// The embedded defaults: unprivileged loopback ports.
+    pub fn embedded() -> Self {
+        let a = |p: u16| Some(SocketAddr::from(([127, 0, 0, 1], p)));
+        ListenSection {
+            smtp: a(2525),
+            submission: a(2587),
+            submissions: a(2465),
+            imap: a(2143),
+            imaps: a(2993),
+            pop3: a(2110),
+            pop3s: a(2995),
+            metrics: None,
+        }
+    }
+
+    /// Every configured listener with its kind.
+    pub fn all(&self) -> Vec<(Listener, SocketAddr)> {
+        let mut v = Vec::new();
+        let mut push = |k, a: Option<SocketAddr>| {
+            if let Some(a) = a {
+                v.push((k, a))
+            }
+        };
+        push(Listener::Smtp, self.smtp);
+        push(Listener::Submission, self.submission);
+        push(Listener::Submissions, self.submissions);
+        push(Listener::Imap, self.imap);
+        push(Listener::Imaps, self.imaps);
+        push(Listener::Pop3, self.pop3);
+        push(Listener::Pop3s, self.pop3s);
+        v
+    }
+}
+
+/// The kinds of mail listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listener {
+    /// Port 25 style MX.
+    Smtp,
+    /// Port 587 style submission.
+    Submission,
+    /// Port 465 style submission over implicit TLS.
+    Submissions,
+    /// Port 143 style IMAP.
+    Imap,
+    /// Port 993 style IMAP over implicit TLS.
+    Imaps,
+    /// Port 110 style POP3.
+    Pop3,
+    /// Port 995 style POP3 over implicit TLS.
+    Pop3s,
+}
+
+impl Listener {
+    /// Whether TLS starts with the first byte.
+    pub fn implicit_tls(self) -> bool {
+        matches!(
+            self,
+            Listener::Submissions | Listener::Imaps | Listener::Pop3s
+        )
+    }
+
+    /// The config key / metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Smtp => "smtp",
+            Listener::Submission => "submission",
+            Listener::Submissions => "submissions",
+            Listener::Imap => "imap",
+            Listener::Imaps => "imaps",
+            Listener::Pop3 => "pop3",
+            Listener::Pop3s => "pop3s",
+        }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain; absent = self-signed in data_dir.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest message accepted, in bytes (SIZE in EHLO).
+    pub max_message_size: u64,
+    /// Recipients per message.
+    pub max_recipients: usize,
+    /// Longest command or text line.
+    pub max_line_length: usize,
+    /// Seconds a session may sit idle (IMAP IDLE excepted: 30 minutes).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 4096,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// `[relay]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySection {
+    /// Smarthost `host:port`; absent = deliver to MX.
+    pub host: Option<String>,
+}
+
+/// Where the config came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file.
+    File(PathBuf),
+    /// No file: the embedded defaults.
+    Embedded,
+}
+
+impl Config {
+    /// The embedded default configuration (`ringpost serve` with no file).
+    pub fn embedded() -> Config {
+        Config {
+            listen: ListenSection::embedded(),
+            ..Config::default()
+        }
+    }
+
+    /// Loads `--config FILE`, else `./ringpost.toml` if present, else the embedded defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from("ringpost.toml");
+                if !p.exists() {
+                    return Ok((Config::embedded(), Source::Embedded));
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let cfg = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.clone(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok((cfg, Source::File(path)))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.message().to_string(),
+        })?;
+        cfg.normalize();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn normalize(&mut self) {
+        for d in &mut self.domains.local {
+            *d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+    }
+
+    /// Checks values a TOML type cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.hostname.trim().is_empty()
+            || self.server.hostname.contains(char::is_whitespace)
+        {
+            return bad(format!(
+                "server.hostname {:?} is not a host name",
+                self.server.hostname
+            ));
+        }
+        if self.server.shards == 0 || self.server.shards > 4096 {
+            return bad(format!(
+                "server.shards = {} (must be 1..=4096)",
+                self.server.shards
+            ));
+        }
+        if self.server.executors > 1024 {
+            return bad(format!(
+                "server.executors = {} (must be 0..=1024)",
+                self.server.executors
+            ));
+        }
+        if self.domains.local.is_empty() {
+            return bad("domains.local is empty: no mail could be delivered".into());
+        }
+        if self.limits.max_message_size < 1024 {
+            return bad("limits.max_message_size must be at least 1024".into());
+        }
+        if self.limits.max_recipients < 1 {
+            return bad("limits.max_recipients must be at least 1".into());
+        }
+        if self.limits.max_line_length < 512 {
+            return bad("limits.max_line_length must be at least 512 (RFC 5321 §4.5.3.1)".into());
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls.cert and tls.key must be given together".into());
+        }
+        let mut seen = std::collections::HashMap::new();
+        let mut all: Vec<(&str, SocketAddr)> = self
+            .listen
+            .all()
+            .into_iter()
+            .map(|(k, a)| (k.name(), a))
+            .collect();
+        if let Some(m) = self.listen.metrics {
+            all.push(("metrics", m));
+        }
+        for (name, addr) in all {
+            if let Some(other) = seen.insert(addr, name) {
+                return bad(format!("listen.{name} and listen.{other} both use {addr}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of executors to run.
+    pub fn executor_count(&self) -> usize {
+        if self.server.executors > 0 {
+            self.server.executors
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+
+    /// Whether `domain` is delivered here.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.');
+        self.domains.local.iter().any(|l| l.eq_ignore_ascii_case(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults_but_no_listeners() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.hostname, "localhost");
+        assert!(c.listen.all().is_empty());
+        assert_eq!(c.limits.max_recipients, 100);
+    }
+
+    #[test]
+    fn embedded_has_all_loopback_listeners() {
+        let c = Config::embedded();
+        assert_eq!(c.listen.all().len(), 7);
+        assert!(c.listen.all().iter().all(|(_, a)| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = Config::parse(
+            r#"
+[server]
+hostname = "mail.example.org"
+data_dir = "/tmp/x"
+shards = 8
+[domains]
+local = ["Example.org."]
+[listen]
+smtp = "127.0.0.1:2525"
+metrics = "127.0.0.1:9025"
+[limits]
+max_message_size = 1000000
+[relay]
+host = "smtp.provider.example:587"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.shards, 8);
+        assert!(c.is_local_domain("example.ORG"));
+        assert_eq!(c.listen.all().len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(matches!(
+            Config::parse("[server]\nhostnme = \"x\""),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::parse("[server]\nshards = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::parse("[listen]\nsmtp = \"127.0.0.1:1\"\nimap = \"127.0.0.1:1\""),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::parse("[tls]\ncert = \"/a\""),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,1 +1,5 @@
 //! Connections: plaintext and TLS streams over glommio sockets, listeners.
+
+pub mod conn;
+
+pub use conn::{Conn, ConnParts};
