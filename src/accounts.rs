@@ -276,7 +276,8 @@ impl AccountDb {
     }
 }
 
-const DUMMY_HASH: &str =
+/// A valid argon2id hash of nothing in particular, verified for unknown users so timing does not reveal accounts.
+pub const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3MLVR7Cdkma7MUXR1JCE7GqVQomhg0WDx2iuxI0Lrcc";
 
 /// Hashes a new password with argon2id (the default parameters of the argon2 crate).

@@ -1,0 +1,239 @@
+//! One executor: the shards it owns, its view of the accounts, and the mesh to its peers.
+
+use super::Shared;
+use crate::accounts::{AccountDb, LiveAccounts};
+use bytes::Bytes;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::Shard;
+
+/// A request from one executor to another.
+pub enum Req {
+    /// Store a message for these accounts (all on `shard`), acknowledged after fdatasync.
+    Deliver {
+        /// Target shard (owned by the receiver).
+        shard: u32,
+        /// Trace-header prefix and body: stored back to back, never joined in memory.
+        parts: Vec<Bytes>,
+        /// Accounts on that shard.
+        accounts: Vec<String>,
+        /// Internal date (unix seconds).
+        internal_date: i64,
+    },
+    /// Continue an authenticated connection on the executor that owns its account.
+    Handoff(Box<dyn Handoff>),
+    /// Take this executor's metrics snapshot.
+    Stats {
+        /// Reset after reading.
+        reset: bool,
+    },
+}
+
+/// A connection (with its session) moving to this executor after authentication.
+pub trait Handoff: Send {
+    /// Starts the connection's task on the receiving executor.
+    fn start(self: Box<Self>, exec: Rc<Exec>);
+}
+
+/// The answer to a [`Req`].
+pub enum Resp {
+    /// Result of a Deliver.
+    Delivered(Result<(), String>),
+    /// A handoff was started.
+    Started,
+    /// A metrics snapshot.
+    Stats(Box<crate::metrics::Snapshot>),
+}
+
+/// The state of one executor, shared by its tasks through `Rc`.
+pub struct Exec {
+    /// Read-only server-wide state.
+    pub shared: Arc<Shared>,
+    /// The mesh to the other executors.
+    pub ctx: shards::Ctx<Req, Resp>,
+    /// Shards this executor owns.
+    pub shards: HashMap<u32, Rc<Shard>>,
+    accounts: RefCell<LiveAccounts>,
+    /// Accounts whose POP3 maildrop is locked (RFC 1939 exclusive access), on their owner.
+    pub maildrop_locks: RefCell<HashSet<String>>,
+    /// Sessions running on this executor, for graceful shutdown.
+    pub active_sessions: Cell<usize>,
+}
+
+impl Exec {
+    /// This executor's id.
+    pub fn id(&self) -> usize {
+        self.ctx.id()
+    }
+
+    /// The current account database.
+    pub fn accounts(&self) -> Rc<AccountDb> {
+        self.accounts.borrow().db()
+    }
+
+    /// The executor that owns `shard`.
+    pub fn owner_of(&self, shard: u32) -> usize {
+        shards::owner_of(shard, self.shared.executors as u32) as usize
+    }
+
+    /// The shard holding `account`, per the account database (or the stable hash for
+    /// accounts created before the database recorded shards).
+    pub fn shard_of(&self, account: &str) -> u32 {
+        self.accounts()
+            .accounts
+            .get(account)
+            .map(|a| a.shard)
+            .unwrap_or_else(|| shards::shard_of_account(account, self.shared.shards))
+    }
+
+    /// The local shard for `account`, if this executor owns it.
+    pub fn local_shard(&self, account: &str) -> Option<Rc<Shard>> {
+        self.shards.get(&self.shard_of(account)).cloned()
+    }
+
+    /// Some shard this executor owns (outbound queue entries go there).
+    pub fn any_local_shard(&self) -> Option<Rc<Shard>> {
+        self.shards.values().min_by_key(|s| s.id()).cloned()
+    }
+
+    /// Checks a password off the executor thread (hashing takes milliseconds).
+    pub async fn verify_password(&self, user: &str, password: &str) -> Option<String> {
+        let db = self.accounts();
+        let hash = crate::accounts::normalize(user)
+            .ok()
+            .and_then(|a| db.accounts.get(&a).map(|acct| (a, acct.hash.clone())));
+        let password = password.to_string();
+        let started = std::time::Instant::now();
+        let ok = glommio::executor()
+            .spawn_blocking(move || match hash {
+                Some((a, h)) => crate::accounts::verify_password(&h, &password).then_some(a),
+                None => {
+                    let _ = crate::accounts::verify_password(crate::accounts::DUMMY_HASH, &password);
+                    None
+                }
+            })
+            .await;
+        crate::metrics::record(crate::metrics::Metric::AuthVerify, started.elapsed());
+        if ok.is_none() {
+            crate::metrics::incr(crate::metrics::Counter::AuthFailures, 1);
+        }
+        ok
+    }
+
+    /// Marks a session started; the guard marks it ended.
+    pub fn session_guard(self: &Rc<Self>) -> SessionGuard {
+        self.active_sessions.set(self.active_sessions.get() + 1);
+        SessionGuard(self.clone())
+    }
+
+    fn refresh_accounts(&self) {
+        if let Err(e) = self.accounts.borrow_mut().refresh() {
+            tracing::warn!(error = %e, "account database not reloaded");
+        }
+    }
+}
+
+/// Counts a live session on its executor.
+pub struct SessionGuard(Rc<Exec>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let n = self.0.active_sessions.get();
+        self.0.active_sessions.set(n.saturating_sub(1));
+    }
+}
+
+/// Serves one request from a peer (or from this executor itself).
+async fn handle(exec: Rc<Exec>, req: Req) -> Resp {
+    match req {
+        Req::Deliver {
+            shard,
+            parts,
+            accounts,
+            internal_date,
+        } => {
+            let r = crate::delivery::deliver_local(&exec, shard, &parts, &accounts, internal_date).await;
+            Resp::Delivered(r.map_err(|e| e.to_string()))
+        }
+        Req::Handoff(h) => {
+            crate::metrics::incr(crate::metrics::Counter::Handoffs, 1);
+            h.start(exec);
+            Resp::Started
+        }
+        Req::Stats { reset } => Resp::Stats(Box::new(crate::metrics::Snapshot::take(reset))),
+    }
+}
+
+/// The body of one executor, from opening its shards to the end of graceful shutdown.
+pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(), String> {
+    let id = ctx.id();
+    let data_dir = shared.cfg.server.data_dir.clone();
+    let mut owned = HashMap::new();
+    for s in shards::shards_of(id as u32, shared.executors as u32, shared.shards) {
+        let opts = storage::ShardOptions {
+            observer: Some(Rc::new(crate::metrics::StorageMetrics)),
+            ..Default::default()
+        };
+        match Shard::open(&data_dir, s, opts).await {
+            Ok(shard) => {
+                owned.insert(s, shard);
+            }
+            Err(e) => {
+                // Bring the other executors down too: the server refuses to start.
+                shared.shutdown.trigger();
+                return Err(format!("shard {s}: {e}"));
+            }
+        }
+    }
+    let accounts = LiveAccounts::open(&data_dir).map_err(|e| e.to_string())?;
+    let exec = Rc::new(Exec {
+        shared: shared.clone(),
+        ctx: ctx.clone(),
+        shards: owned,
+        accounts: RefCell::new(accounts),
+        maildrop_locks: RefCell::new(HashSet::new()),
+        active_sessions: Cell::new(0),
+    });
+    {
+        let exec = exec.clone();
+        ctx.serve(move |req| handle(exec.clone(), req));
+    }
+    let listeners = match super::listeners::bind_all(&exec) {
+        Ok(l) => l,
+        Err(e) => {
+            shared.shutdown.trigger();
+            return Err(e);
+        }
+    };
+    // Account changes made by `ringpost user ...` reach us within half a second.
+    let refresher = {
+        let exec = exec.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(500)).await;
+                exec.refresh_accounts();
+            }
+        })
+        .detach()
+    };
+    if id == 0 {
+        tracing::info!(executors = shared.executors, shards = shared.shards, "ringpost ready");
+    }
+    shared.shutdown.wait().await;
+    drop(listeners);
+    let grace = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    while exec.active_sessions.get() > 0 && started.elapsed() < grace {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    refresher.cancel().await;
+    for shard in exec.shards.values() {
+        if let Err(e) = shard.close().await {
+            tracing::error!(shard = shard.id(), error = %e, "shard close failed");
+        }
+    }
+    Ok(())
+}

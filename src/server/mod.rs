@@ -1,0 +1,130 @@
+//! The server: start-up, one executor per core, listeners, graceful shutdown.
+//!
+//! `serve` prepares everything that can fail cleanly (data directory, manifest, certificate)
+//! on the main thread, then starts the executors. Each executor opens the shards it owns
+//! (recovery), binds every listener with SO_REUSEPORT and accepts until shutdown.
+
+pub mod executor;
+pub mod admin;
+pub mod listeners;
+
+use crate::config::{Config, Source};
+use std::sync::Arc;
+
+pub use executor::{Exec, Req, Resp};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be prepared.
+    #[error("data_dir {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// Storage refused to open (corruption, I/O).
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Accounts could not be read.
+    #[error(transparent)]
+    Accounts(#[from] crate::accounts::AccountError),
+    /// An executor failed to start or run.
+    #[error("executor {id}: {message}")]
+    Executor {
+        /// Which executor.
+        id: usize,
+        /// What failed.
+        message: String,
+    },
+    /// The executor pool could not start.
+    #[error("cannot start executors: {0}")]
+    Pool(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(String),
+}
+
+/// Everything the executors share, read-only.
+pub struct Shared {
+    /// The configuration.
+    pub cfg: Config,
+    /// TLS server configuration.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Shard count from the manifest.
+    pub shards: u32,
+    /// Executor count.
+    pub executors: usize,
+    /// Set by SIGTERM/SIGINT.
+    pub shutdown: shards::Shutdown,
+}
+
+/// Installs the tracing subscriber: RUST_LOG wins over `server.log`.
+pub fn init_tracing(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the server until SIGTERM/SIGINT; returns the exit code.
+pub fn serve(cfg: Config, source: Source) -> Result<i32, ServerError> {
+    init_tracing(&cfg.server.log);
+    let dir = cfg.server.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| ServerError::DataDir {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let manifest = storage::Manifest::open_or_create(&dir, cfg.server.shards)?;
+    // Fail now, not on the first session, if the account database is unreadable.
+    crate::accounts::AccountDb::load(&dir)?;
+    let (cert, key) = crate::tls::ensure_cert(
+        cfg.tls.cert.as_deref(),
+        cfg.tls.key.as_deref(),
+        &dir,
+        &cfg.server.hostname,
+        true,
+    )?;
+    let tls = crate::tls::server_config(&cert, &key)?;
+    let shutdown =
+        shards::Shutdown::install_signal_handler().map_err(|e| ServerError::Signals(e.to_string()))?;
+    let executors = cfg.executor_count();
+    match &source {
+        Source::File(p) => tracing::info!(config = %p.display(), "config loaded"),
+        Source::Embedded => tracing::info!("no config file: embedded defaults"),
+    }
+    let shared = Arc::new(Shared {
+        cfg,
+        tls,
+        shards: manifest.shards,
+        executors,
+        shutdown,
+    });
+    let opts = shards::PoolOptions {
+        executors,
+        mesh_capacity: 1024,
+        name: "ringpost".into(),
+    };
+    let results = shards::run(opts, move |ctx| executor::run(ctx, shared.clone()))
+        .map_err(|e| ServerError::Pool(e.to_string()))?;
+    let mut first_err = None;
+    for (id, r) in results.into_iter().enumerate() {
+        if let Err(message) = r {
+            tracing::error!(executor = id, %message, "executor failed");
+            first_err.get_or_insert(ServerError::Executor { id, message });
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped");
+            Ok(0)
+        }
+    }
+}
