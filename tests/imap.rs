@@ -1,0 +1,49 @@
+//! IMAP against the real binary: imaplib over STARTTLS and implicit TLS, curl, and attacks.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn imaplib_full_client_dialogue() {
+    let s = Server::new().start();
+    s.python("imap_clients.py", &["full"]);
+}
+
+#[test]
+fn curl_reads_mail_over_imap_and_imaps() {
+    let s = Server::new().start();
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp), "--to", "alice@example.org"])
+        .args(["--from", "x@remote.example", "--header", "Subject: for curl", "--body", "curl body line"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for url in [
+        format!("imap://127.0.0.1:{}/INBOX;UID=1", s.ports.imap),
+        format!("imaps://127.0.0.1:{}/INBOX;UID=1", s.ports.imaps),
+    ] {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--ssl-reqd", "--user", "alice@example.org:alice-pw", &url])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && body.contains("curl body line"), "{url}: {body} {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn hostile_literals_and_names() {
+    let s = Server::new().start();
+    let mut r = Raw::connect(s.ports.imap);
+    assert!(r.line().starts_with("* OK"));
+    r.send(b"a1 LOGIN alice@example.org alice-pw\r\n");
+    let l = r.line();
+    assert!(l.starts_with("a1 NO") || l.starts_with("a1 BAD"), "LOGIN before TLS must fail: {l}");
+    // A huge synchronizing literal is refused before the continuation.
+    r.send(b"a2 APPEND INBOX {4294967295}\r\n");
+    let l = r.line();
+    assert!(l.starts_with("a2 NO") || l.starts_with("a2 BAD"), "{l}");
+    r.send(b"a3 NOOP\r\n");
+    assert!(r.line().starts_with("a3 OK"));
+}

@@ -1,0 +1,50 @@
+//! POP3 against the real binary: poplib over STLS and implicit TLS, curl, restart persistence.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn poplib_dialogue_and_dele_survives_restart() {
+    let mut s = Server::new().start();
+    s.python("pop3_clients.py", &["full"]);
+    s.kill9();
+    s.spawn();
+    s.python("pop3_clients.py", &["after-restart"]);
+}
+
+#[test]
+fn curl_pop3_and_pop3s() {
+    let s = Server::new().start();
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp), "--to", "carol@example.org"])
+        .args(["--from", "x@remote.example", "--body", "pop body line"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for url in [format!("pop3://127.0.0.1:{}/1", s.ports.pop3), format!("pop3s://127.0.0.1:{}/1", s.ports.pop3s)] {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--ssl-reqd", "--user", "carol@example.org:carol-pw", &url])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && body.contains("pop body line"), "{url}: {body} {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn long_lines_and_stls_injection() {
+    let s = Server::new().start();
+    let mut r = Raw::connect(s.ports.pop3);
+    assert!(r.line().starts_with("+OK"));
+    let mut long = vec![b'A'; 5000];
+    long.extend_from_slice(b"\r\n");
+    r.send(&long);
+    assert!(r.line().starts_with("-ERR"));
+    r.send(b"NOOP\r\n");
+    assert!(r.line().starts_with("-ERR"), "NOOP outside TRANSACTION is an error, but the session lives");
+    r.send(b"STLS\r\nUSER bob@example.org\r\n");
+    assert!(r.line().starts_with("+OK"));
+    r.r.get_ref().set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+    assert!(r.line().is_empty(), "the pipelined USER must not be answered in plaintext");
+}
