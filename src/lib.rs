@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod imap;
 pub mod metrics;
 pub mod net;
+pub mod outbound;
 pub mod pop3;
 pub mod server;
 pub mod smtp;
