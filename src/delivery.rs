@@ -99,3 +99,14 @@ pub fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// Formats unix seconds as an RFC 5322 date in UTC (`Tue, 25 Nov 2026 12:00:00 +0000`).
+pub fn rfc5322_date(secs: i64) -> String {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day padding:none] [month repr:short] [year] [hour]:[minute]:[second] +0000"
+    );
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "Thu, 1 Jan 1970 00:00:00 +0000".into())
+}

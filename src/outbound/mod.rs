@@ -183,7 +183,7 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
         }
     }
     if !failed.is_empty() && !item.sender.is_empty() {
-        let now = crate::smtp::rfc5322_date(crate::delivery::unix_now());
+        let now = crate::delivery::rfc5322_date(crate::delivery::unix_now());
         let dsn = Bytes::from(dsn::bounce(&cfg.server.hostname, &item.sender, &failed, &body, &now));
         let r = match exec.accounts().resolve(&item.sender, |d| cfg.is_local_domain(d)) {
             crate::accounts::Resolution::Local(accts) => crate::delivery::deliver(exec, Bytes::new(), dsn, &accts).await.map_err(|e| e.to_string()),
