@@ -1,1 +1,14 @@
 //! Latency histograms, counters, `ringpost stats` and Prometheus text.
+//!
+//! Every executor records into its own thread-local [`Registry`] (no locks, no allocation on
+//! the hot path). When asked, the server gathers one [`Snapshot`] per executor and merges them
+//! ([`Snapshot::merge`]); the [`Merged`] view renders as a table, the `stats --json` object or
+//! Prometheus text, and is served on `DATA_DIR/admin.sock` and the optional HTTP listener.
+
+pub mod names;
+pub mod registry;
+pub mod snapshot;
+
+pub use names::{Counter, Gauge, Listener, Metric, RejectReason, Unit, MAX_SHARDS};
+pub use registry::{gauge_add, incr, init, record, record_value, start, Registry, Timer};
+pub use snapshot::{HistogramSnapshot, MergeError, Merged, Percentiles, Snapshot};
