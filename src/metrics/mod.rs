@@ -6,9 +6,12 @@
 //! Prometheus text, and is served on `DATA_DIR/admin.sock` and the optional HTTP listener.
 
 pub mod names;
+pub mod prometheus;
 pub mod registry;
+pub mod report;
 pub mod snapshot;
 
 pub use names::{Counter, Gauge, Listener, Metric, RejectReason, Unit, MAX_SHARDS};
 pub use registry::{gauge_add, incr, init, record, record_value, start, Registry, Timer};
+pub use report::{human_us, CommandStats, Report, SizeStats};
 pub use snapshot::{HistogramSnapshot, MergeError, Merged, Percentiles, Snapshot};
