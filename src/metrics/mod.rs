@@ -5,6 +5,7 @@
 //! ([`Snapshot::merge`]); the [`Merged`] view renders as a table, the `stats --json` object or
 //! Prometheus text, and is served on `DATA_DIR/admin.sock` and the optional HTTP listener.
 
+pub mod http;
 pub mod names;
 pub mod prometheus;
 pub mod registry;
