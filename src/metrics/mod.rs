@@ -5,14 +5,18 @@
 //! ([`Snapshot::merge`]); the [`Merged`] view renders as a table, the `stats --json` object or
 //! Prometheus text, and is served on `DATA_DIR/admin.sock` and the optional HTTP listener.
 
+pub mod admin;
 pub mod http;
 pub mod names;
 pub mod prometheus;
 pub mod registry;
 pub mod report;
+pub mod serve;
 pub mod snapshot;
 
+pub use admin::{admin_socket_path, stats_command};
 pub use names::{Counter, Gauge, Listener, Metric, RejectReason, Unit, MAX_SHARDS};
 pub use registry::{gauge_add, incr, init, record, record_value, start, Registry, Timer};
 pub use report::{human_us, CommandStats, Report, SizeStats};
+pub use serve::{bind_admin_socket, local_collect, serve_admin, serve_http, Collect};
 pub use snapshot::{HistogramSnapshot, MergeError, Merged, Percentiles, Snapshot};
