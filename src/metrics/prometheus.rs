@@ -71,7 +71,7 @@ impl Merged {
     /// dividing, correctly rounded, prints 500 µs as `0.0005` where multiplying by 1e-6 would not).
     fn write_summary(&self, out: &mut String, family: &str, label: &str, m: Metric, divisor: f64) {
         let sep = if label.is_empty() { "" } else { "," };
-        let h = self.histogram(m).filter(|h| h.len() > 0);
+        let h = self.histogram(m).filter(|h| !h.is_empty());
         for (text, q) in QUANTILES {
             let v = h.map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / divisor);
             let _ = writeln!(
@@ -256,7 +256,10 @@ mod tests {
     }
 
     /// Checks every line against the 0.0.4 grammar; returns sample name → [(labels, value)].
-    fn check(text: &str) -> HashMap<String, Vec<(Vec<(String, String)>, String)>> {
+    /// Sample name → [(labels, value)].
+    type Samples = HashMap<String, Vec<(Vec<(String, String)>, String)>>;
+
+    fn check(text: &str) -> Samples {
         let mut samples: HashMap<String, Vec<_>> = HashMap::new();
         let mut types: HashMap<String, String> = HashMap::new();
         assert!(text.ends_with('\n'));
@@ -310,11 +313,7 @@ mod tests {
         samples
     }
 
-    fn find<'a>(
-        s: &'a HashMap<String, Vec<(Vec<(String, String)>, String)>>,
-        name: &str,
-        want: &[(&str, &str)],
-    ) -> Option<&'a str> {
+    fn find<'a>(s: &'a Samples, name: &str, want: &[(&str, &str)]) -> Option<&'a str> {
         s.get(name)?.iter().find_map(|(l, v)| {
             let same = l.len() == want.len()
                 && want

@@ -122,7 +122,7 @@ impl Registry {
     /// touching every bucket of the untouched ones).
     pub fn reset(&mut self) {
         for (h, m) in self.histograms.iter_mut().zip(Metric::ALL) {
-            if h.len() > 0 {
+            if !h.is_empty() {
                 *h = new_histogram(m.unit());
             }
         }

@@ -285,3 +285,183 @@ async fn http_answer(route: Route, head: bool, collect: &Collect) -> Vec<u8> {
         None => error_response(503, "Service Unavailable"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::admin::{admin_socket_path, fetch_stats, stats_command, CLIENT_TIMEOUT};
+    use crate::metrics::names::{Counter, Metric};
+    use crate::metrics::registry::{incr, record};
+    use crate::metrics::report::Report;
+    use std::io::{Read, Write};
+    use std::net::SocketAddr;
+
+    /// Runs `f` on a fresh glommio executor thread (its own, empty metrics registry).
+    fn on_executor<F, Fut>(f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("metrics-test")
+            .spawn(f)
+            .expect("spawn executor")
+            .join()
+            .expect("executor thread");
+    }
+
+    /// Serves with `server` until the blocking `client` (own thread) is done; returns its result.
+    async fn serve_until<T: Send + 'static>(
+        server: impl Future<Output = ()>,
+        client: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let handle = std::thread::spawn(client);
+        let done = async {
+            while !handle.is_finished() {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        futures_lite::future::or(server, done).await;
+        match handle.join() {
+            Ok(t) => t,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    #[test]
+    fn admin_socket_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().to_owned();
+        let path = admin_socket_path(&data_dir);
+        // A stale socket from a dead server: bound, then dropped without unlinking.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("stale bind"));
+        on_executor(move || async move {
+            let listener = bind_admin_socket(&path).expect("stale socket replaced");
+            let mode = std::fs::metadata(&path)
+                .expect("socket")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            assert!(matches!(
+                bind_admin_socket(&path),
+                Err(AdminSocketError::AlreadyRunning(_))
+            ));
+            for us in [100, 200, 300] {
+                record(Metric::SmtpData, Duration::from_micros(us));
+            }
+            incr(Counter::MessagesAccepted, 3);
+
+            let client_path = path.clone();
+            let (first, after_reset, garbage, exit) =
+                serve_until(serve_admin(listener, local_collect()), move || {
+                    let get = |reset| fetch_stats(&client_path, reset, CLIENT_TIMEOUT);
+                    let first = get(false).expect("stats").1;
+                    let reset = get(true).expect("stats reset").1;
+                    let after = get(false).expect("stats after reset").1;
+                    assert_eq!(reset, first, "reset returns the numbers before zeroing");
+                    let mut s =
+                        std::os::unix::net::UnixStream::connect(&client_path).expect("connect");
+                    s.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
+                    s.write_all(b"shutdown now\n").expect("write");
+                    let mut garbage = String::new();
+                    s.read_to_string(&mut garbage).expect("read");
+                    let exit = stats_command(&data_dir, true, false);
+                    (first, after, garbage, exit)
+                })
+                .await;
+
+            assert_eq!(first.executors, 1);
+            let data = first.commands["smtp.data"];
+            assert_eq!((data.count, data.p50_us, data.max_us), (3, 200, 300));
+            assert_eq!(first.counters["messages.accepted"], 3);
+            assert_eq!(after_reset.commands["smtp.data"].count, 0);
+            assert_eq!(after_reset.counters["messages.accepted"], 0);
+            let v: serde_json::Value = serde_json::from_str(&garbage).expect("error is JSON");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("unknown command")),
+                "{v}"
+            );
+            assert_eq!(exit, 0);
+        });
+    }
+
+    /// One HTTP exchange: (status, head, body).
+    fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("timeout");
+        s.write_all(request).expect("write");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("response head");
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .expect("status line");
+        (status, head.to_owned(), body.to_owned())
+    }
+
+    #[test]
+    fn http_round_trip_and_garbage() {
+        on_executor(|| async {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            record(Metric::ImapFetch, Duration::from_micros(50));
+            record(Metric::ImapFetch, Duration::from_micros(70));
+            incr(Counter::AuthFailures, 2);
+
+            let results = serve_until(serve_http(listener, local_collect()), move || {
+                let get = |t: &str| {
+                    http(
+                        addr,
+                        format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+                    )
+                };
+                let metrics = get("/metrics");
+                let json = get("/stats.json?reset=1");
+                let after = get("/stats.json");
+                let garbage = http(addr, b"\x16\x03\x01 hello there\r\n");
+                let missing = get("/nope");
+                let post = http(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+                let mut big = b"GET /metrics HTTP/1.1\r\n".to_vec();
+                big.resize(http::MAX_REQUEST_HEAD + 100, b'a');
+                let too_big = http(addr, &big);
+                (metrics, json, after, garbage, missing, post, too_big)
+            })
+            .await;
+            let (metrics, json, after, garbage, missing, post, too_big) = results;
+
+            assert_eq!(metrics.0, 200);
+            assert!(
+                metrics
+                    .1
+                    .contains("Content-Type: text/plain; version=0.0.4"),
+                "{}",
+                metrics.1
+            );
+            assert!(metrics
+                .2
+                .contains("ringpost_imap_duration_seconds_count{command=\"fetch\"} 2\n"));
+            assert!(metrics.2.contains(
+                "ringpost_imap_duration_seconds{command=\"fetch\",quantile=\"0.99\"} 0.00007\n"
+            ));
+            assert!(metrics.2.contains("ringpost_auth_failures_total 2\n"));
+
+            assert_eq!(json.0, 200);
+            assert!(json.1.contains("Content-Type: application/json"));
+            let report: Report = serde_json::from_str(&json.2).expect("stats.json parses");
+            assert_eq!(report.commands["imap.fetch"].count, 2);
+            assert_eq!(report.counters["auth.failures"], 2);
+            let after: Report = serde_json::from_str(&after.2).expect("stats.json parses");
+            assert_eq!(after.commands["imap.fetch"].count, 0);
+
+            assert_eq!(garbage.0, 400);
+            assert_eq!(missing.0, 404);
+            assert_eq!(post.0, 405);
+            assert!(post.1.contains("Allow: GET, HEAD"));
+            assert_eq!(too_big.0, 431);
+        });
+    }
+}

@@ -58,7 +58,7 @@ impl Registry {
         let mut histograms = Vec::new();
         let mut ser = V2Serializer::new();
         for ((h, sum), m) in self.histograms.iter().zip(&self.sums).zip(Metric::ALL) {
-            if h.len() == 0 {
+            if h.is_empty() {
                 continue;
             }
             let mut v2 = Vec::new();
@@ -182,7 +182,7 @@ impl Merged {
 
     /// Percentiles of a metric, or `None` if nothing was recorded.
     pub fn stats(&self, metric: Metric) -> Option<Percentiles> {
-        let h = self.histogram(metric).filter(|h| h.len() > 0)?;
+        let h = self.histogram(metric).filter(|h| !h.is_empty())?;
         Some(Percentiles {
             count: h.len(),
             p50: h.value_at_quantile(0.5),
