@@ -40,6 +40,9 @@ pub enum HttpError {
     /// A header field line is malformed.
     #[error("malformed header field")]
     BadHeader,
+    /// An HTTP/1.1 request without exactly one Host header (RFC 9112 §3.2).
+    #[error("missing or repeated Host header")]
+    Host,
     /// The version is well-formed but not HTTP/1.x.
     #[error("HTTP version not supported")]
     Version,
@@ -52,7 +55,9 @@ impl HttpError {
     /// Status code and reason phrase to answer with.
     pub fn status(self) -> (u16, &'static str) {
         match self {
-            HttpError::BadRequestLine | HttpError::BadHeader => (400, "Bad Request"),
+            HttpError::BadRequestLine | HttpError::BadHeader | HttpError::Host => {
+                (400, "Bad Request")
+            }
             HttpError::Version => (505, "HTTP Version Not Supported"),
             HttpError::TooLarge => (431, "Request Header Fields Too Large"),
         }
@@ -75,9 +80,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<'_>, HttpError> {
             Ok(Parsed::Incomplete)
         };
     };
-    let request = parse_request_line(strip_cr(buf.get(..line_end).unwrap_or_default())?)?;
+    let (request, http11) = parse_request_line(strip_cr(buf.get(..line_end).unwrap_or_default())?)?;
     // Header fields, one per line, until an empty line.
     let mut pos = line_end + 1;
+    let mut hosts = 0usize;
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
         let Some(n) = memchr::memchr(b'\n', rest) else {
@@ -93,9 +99,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<'_>, HttpError> {
             return Err(HttpError::TooLarge);
         }
         if line.is_empty() {
+            if http11 && hosts != 1 {
+                return Err(HttpError::Host);
+            }
             return Ok(Parsed::Complete { request, len: pos });
         }
-        check_header(line)?;
+        if check_header(line)? {
+            hosts += 1;
+        }
     }
 }
 
@@ -117,7 +128,8 @@ fn check_line_prefix(buf: &[u8]) -> Result<(), HttpError> {
     }
 }
 
-fn parse_request_line(line: &[u8]) -> Result<Request<'_>, HttpError> {
+/// The request and whether it is HTTP/1.1 (rather than 1.0).
+fn parse_request_line(line: &[u8]) -> Result<(Request<'_>, bool), HttpError> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -130,23 +142,25 @@ fn parse_request_line(line: &[u8]) -> Result<Request<'_>, HttpError> {
     if target.is_empty() || !target.iter().all(|&b| (0x21..0x7f).contains(&b)) {
         return Err(HttpError::BadRequestLine);
     }
-    match version {
-        b"HTTP/1.1" | b"HTTP/1.0" => {}
+    let http11 = match version {
+        b"HTTP/1.1" => true,
+        b"HTTP/1.0" => false,
         [b'H', b'T', b'T', b'P', b'/', d1, b'.', d2]
             if d1.is_ascii_digit() && d2.is_ascii_digit() =>
         {
             return Err(HttpError::Version)
         }
         _ => return Err(HttpError::BadRequestLine),
-    }
+    };
     // Only ASCII bytes were accepted above, so these conversions cannot fail.
     let method = std::str::from_utf8(method).map_err(|_| HttpError::BadRequestLine)?;
     let target = std::str::from_utf8(target).map_err(|_| HttpError::BadRequestLine)?;
-    Ok(Request { method, target })
+    Ok((Request { method, target }, http11))
 }
 
-/// `field-name ":" OWS field-value OWS`; obs-fold (leading whitespace) is refused (RFC 9112 §5.2).
-fn check_header(line: &[u8]) -> Result<(), HttpError> {
+/// `field-name ":" OWS field-value OWS`; obs-fold (leading whitespace) is refused (RFC 9112
+/// §5.2). Returns whether it is a Host field.
+fn check_header(line: &[u8]) -> Result<bool, HttpError> {
     let colon = memchr::memchr(b':', line).ok_or(HttpError::BadHeader)?;
     let (name, value) = line.split_at(colon);
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
@@ -159,7 +173,7 @@ fn check_header(line: &[u8]) -> Result<(), HttpError> {
     {
         return Err(HttpError::BadHeader);
     }
-    Ok(())
+    Ok(name.eq_ignore_ascii_case(b"host"))
 }
 
 /// What a request asks for.
@@ -267,6 +281,15 @@ mod tests {
         );
         assert_eq!(req(b"GET / HTTP/1.1\n\n"), Err(HttpError::BadRequestLine));
         assert_eq!(req(b"GET / HTTP/2.0\r\n\r\n"), Err(HttpError::Version));
+        assert_eq!(req(b"GET / HTTP/1.1\r\n\r\n"), Err(HttpError::Host));
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Err(HttpError::Host)
+        );
+        assert!(matches!(
+            req(b"GET / HTTP/1.0\r\n\r\n"),
+            Ok(Parsed::Complete { .. })
+        ));
         assert_eq!(
             req(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"),
             Err(HttpError::BadHeader)

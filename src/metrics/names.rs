@@ -13,13 +13,14 @@ pub enum Unit {
 }
 
 macro_rules! metrics {
-    ($($variant:ident => $name:literal $unit:ident,)*) => {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal $unit:ident,)*) => {
         /// A histogram: a command or operation whose latency (or size) is recorded.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(usize)]
         pub enum Metric {
             $(
                 #[doc = concat!("`", $name, "`")]
+                $(#[$doc])*
                 $variant,
             )*
         }
@@ -119,6 +120,8 @@ metrics! {
     StorageFdatasync => "storage.fdatasync" Micros,
     StorageRead => "storage.read" Micros,
     DeliveryCrossShard => "delivery.cross_shard" Micros,
+    ///
+    /// Records per group commit: a count, not µs (record with `record_value`).
     StorageGroupCommitSize => "storage.group_commit_size" Count,
 }
 

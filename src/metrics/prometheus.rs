@@ -134,7 +134,9 @@ impl Merged {
                 current = family;
                 write_header(out, &name, "gauge", "Open connections per listener.");
             }
-            write_sample(out, &name, Some(label), self.gauge(g));
+            // As in the JSON report: a momentary negative sum (a connection moving executors
+            // between two snapshots) is reported as zero.
+            write_sample(out, &name, Some(label), self.gauge(g).max(0));
         }
     }
 }

@@ -62,8 +62,14 @@ impl Registry {
         }
     }
 
-    /// Records a duration (in µs, clamped to 60 s).
+    /// Records a duration (in µs, clamped to 60 s) for a [`Unit::Micros`] metric.
     pub fn record(&mut self, metric: Metric, elapsed: Duration) {
+        debug_assert_eq!(
+            metric.unit(),
+            Unit::Micros,
+            "{} is not a latency",
+            metric.name()
+        );
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.record_value(metric, us);
     }

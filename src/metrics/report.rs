@@ -213,22 +213,24 @@ impl Report {
 pub fn human_us(us: u64) -> String {
     if us < 1_000 {
         format!("{us}µs")
-    } else if us < 1_000_000 {
+    } else if us < 999_500 {
         three_digits(us as f64 / 1e3, "ms")
     } else {
         three_digits(us as f64 / 1e6, "s")
     }
 }
 
-/// About three significant digits, like the histograms keep.
+/// About three significant digits, like the histograms keep (decided on the rounded value, so
+/// 9.996 prints as `10.0`, not `10.00`).
 fn three_digits(v: f64, unit: &str) -> String {
-    if v < 10.0 {
-        format!("{v:.2}{unit}")
-    } else if v < 100.0 {
-        format!("{v:.1}{unit}")
+    let decimals = if v < 9.995 {
+        2
+    } else if v < 99.95 {
+        1
     } else {
-        format!("{v:.0}{unit}")
-    }
+        0
+    };
+    format!("{v:.decimals$}{unit}")
 }
 
 #[cfg(test)]
@@ -349,6 +351,9 @@ mod tests {
         assert_eq!(human_us(45_600), "45.6ms");
         assert_eq!(human_us(456_000), "456ms");
         assert_eq!(human_us(1_520_000), "1.52s");
+        assert_eq!(human_us(9_996), "10.0ms");
+        assert_eq!(human_us(999_999), "1.00s");
+        assert_eq!(human_us(120_000_000), "120s");
     }
 
     #[test]

@@ -424,7 +424,10 @@ mod tests {
                 let after = get("/stats.json");
                 let garbage = http(addr, b"\x16\x03\x01 hello there\r\n");
                 let missing = get("/nope");
-                let post = http(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+                let post = http(
+                    addr,
+                    b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                );
                 let mut big = b"GET /metrics HTTP/1.1\r\n".to_vec();
                 big.resize(http::MAX_REQUEST_HEAD + 100, b'a');
                 let too_big = http(addr, &big);
