@@ -4,6 +4,14 @@
 //! the hot path). When asked, the server gathers one [`Snapshot`] per executor and merges them
 //! ([`Snapshot::merge`]); the [`Merged`] view renders as a table, the `stats --json` object or
 //! Prometheus text, and is served on `DATA_DIR/admin.sock` and the optional HTTP listener.
+//!
+//! Server wiring: call [`init`] at executor start; on one executor only,
+//! `serve_admin(bind_admin_socket(&admin_socket_path(data_dir))?, collect)` (a second bind
+//! reports the live server); `serve_http` on the `metrics` listener (any or every executor);
+//! `collect` takes [`Snapshot::take`] on every executor over the mesh and calls
+//! [`Snapshot::merge`].
+
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod http;
