@@ -175,6 +175,20 @@ impl Listener {
         )
     }
 
+    /// The metrics label of this listener.
+    pub fn metric(self) -> crate::metrics::Listener {
+        use crate::metrics::Listener as M;
+        match self {
+            Listener::Smtp => M::Smtp,
+            Listener::Submission => M::Submission,
+            Listener::Submissions => M::Submissions,
+            Listener::Imap => M::Imap,
+            Listener::Imaps => M::Imaps,
+            Listener::Pop3 => M::Pop3,
+            Listener::Pop3s => M::Pop3s,
+        }
+    }
+
     /// The config key / metrics label.
     pub fn name(self) -> &'static str {
         match self {

@@ -88,7 +88,7 @@ pub async fn deliver_local(
             shard,
             message: e.to_string(),
         })?;
-    crate::metrics::incr(crate::metrics::Counter::DeliveriesShard(shard), accounts.len() as u64);
+    crate::metrics::incr(crate::metrics::Counter::Deliveries(shard), accounts.len() as u64);
     Ok(())
 }
 

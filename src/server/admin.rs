@@ -6,11 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-/// Path of the admin socket in data_dir.
-pub fn socket_path(data_dir: &std::path::Path) -> std::path::PathBuf {
-    data_dir.join("admin.sock")
-}
-
 /// Gathers every executor's snapshot over the mesh and merges them.
 fn collector(exec: &Rc<Exec>) -> metrics::Collect {
     let exec = exec.clone();
@@ -33,10 +28,8 @@ fn collector(exec: &Rc<Exec>) -> metrics::Collect {
 /// Binds the admin socket and, if configured, the metrics listener.
 pub fn bind(exec: &Rc<Exec>) -> Result<Vec<glommio::Task<()>>, String> {
     let mut tasks = Vec::new();
-    let path = socket_path(&exec.shared.cfg.server.data_dir);
-    let _ = std::fs::remove_file(&path);
-    let unix = glommio::net::UnixListener::bind(&path)
-        .map_err(|e| format!("cannot bind admin socket {}: {e}", path.display()))?;
+    let path = metrics::admin_socket_path(&exec.shared.cfg.server.data_dir);
+    let unix = metrics::bind_admin_socket(&path).map_err(|e| e.to_string())?;
     tasks.push(glommio::spawn_local(metrics::serve_admin(unix, collector(exec))));
     if let Some(addr) = exec.shared.cfg.listen.metrics {
         let tcp = glommio::net::TcpListener::bind(addr)

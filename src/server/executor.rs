@@ -159,7 +159,7 @@ async fn handle(exec: Rc<Exec>, req: Req) -> Resp {
             Resp::Delivered(r.map_err(|e| e.to_string()))
         }
         Req::Handoff(h) => {
-            crate::metrics::incr(crate::metrics::Counter::Handoffs, 1);
+            crate::metrics::incr(crate::metrics::Counter::CrossShardHandoffs, 1);
             h.start(exec);
             Resp::Started
         }
@@ -174,7 +174,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
     let mut owned = HashMap::new();
     for s in shards::shards_of(id as u32, shared.executors as u32, shared.shards) {
         let opts = storage::ShardOptions {
-            observer: Some(Rc::new(crate::metrics::StorageMetrics)),
+            observer: Some(Rc::new(super::StorageMetrics)),
             ..Default::default()
         };
         match Shard::open(&data_dir, s, opts).await {
@@ -188,6 +188,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
             }
         }
     }
+    crate::metrics::init();
     let accounts = LiveAccounts::open(&data_dir).map_err(|e| e.to_string())?;
     let exec = Rc::new(Exec {
         shared: shared.clone(),

@@ -45,18 +45,18 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
         let span = tracing::debug_span!("conn", listener = kind.name(), peer = ?stream.peer_addr().ok());
         glommio::spawn_local(tracing::Instrument::instrument(async move {
             let _guard = exec.session_guard();
-            metrics::incr(Counter::connections_total(kind), 1);
-            metrics::gauge_add(Gauge::connections(kind), 1);
+            metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
+            metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), 1);
             let conn = match Conn::new(stream) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::debug!(error = %e, "connection lost before start");
-                    metrics::gauge_add(Gauge::connections(kind), -1);
+                    metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
                     return;
                 }
             };
             serve_connection(exec, kind, conn).await;
-            metrics::gauge_add(Gauge::connections(kind), -1);
+            metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
         }, span))
         .detach();
     }
@@ -71,7 +71,7 @@ pub async fn handshake(exec: &Exec, conn: &mut Conn) -> bool {
             true
         }
         Err(e) => {
-            metrics::incr(Counter::TlsFailures, 1);
+            metrics::incr(Counter::TlsHandshakesFailed, 1);
             tracing::debug!(peer = %conn.peer(), error = %e, "TLS handshake failed");
             false
         }

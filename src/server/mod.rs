@@ -128,3 +128,20 @@ pub fn serve(cfg: Config, source: Source) -> Result<i32, ServerError> {
         }
     }
 }
+
+/// Feeds storage timings into this executor's histograms.
+pub struct StorageMetrics;
+
+impl storage::StorageObserver for StorageMetrics {
+    fn append(&self, micros: u64) {
+        crate::metrics::record(crate::metrics::Metric::StorageAppend, std::time::Duration::from_micros(micros));
+    }
+    fn commit(&self, records: usize, _bytes: usize, fdatasync_micros: u64) {
+        use crate::metrics::{record, record_value, Metric};
+        record(Metric::StorageFdatasync, std::time::Duration::from_micros(fdatasync_micros));
+        record_value(Metric::StorageGroupCommitSize, records as u64);
+    }
+    fn read(&self, micros: u64) {
+        crate::metrics::record(crate::metrics::Metric::StorageRead, std::time::Duration::from_micros(micros));
+    }
+}
