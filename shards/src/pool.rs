@@ -1,0 +1,299 @@
+//! The executor pool: one glommio `LocalExecutor` per core, pinned, joined by a full mesh.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{BuilderErrorKind, CpuSet, GlommioError, LocalExecutorPoolBuilder, PoolPlacement};
+
+use crate::mesh::{Ctx, Envelope};
+
+/// Executors that cannot all join the mesh within this time give up instead of hanging (one of
+/// them failed to start, e.g. its io_uring could not be set up).
+const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a finished executor looks whether the others have finished too.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// How to start the pool.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// Number of executors; 0 = one per core this process may run on.
+    pub executors: usize,
+    /// Capacity of each executor-to-executor channel (at least 1 is used).
+    pub mesh_capacity: usize,
+    /// Thread name prefix (glommio appends `-<id>`).
+    pub name: String,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            executors: 0,
+            mesh_capacity: 128,
+            name: "ringpost".to_string(),
+        }
+    }
+}
+
+/// Why the pool could not run to completion.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The executor threads could not be started.
+    #[error("cannot start {executors} executor threads")]
+    Spawn {
+        /// How many were asked for.
+        executors: usize,
+        /// What glommio or the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An executor thread could not set itself up (io_uring, memory, CPU binding).
+    #[error("an executor failed to start")]
+    Executor {
+        /// What glommio or the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An executor panicked.
+    #[error("an executor panicked: {message}")]
+    Panicked {
+        /// The panic message, when it was a string.
+        message: String,
+    },
+    /// The executors could not all join the mesh (one of them never started).
+    #[error("executor {executor} could not join the mesh of {executors} executors")]
+    MeshJoin {
+        /// glommio's id of the executor that gave up.
+        executor: usize,
+        /// How many executors were to join.
+        executors: usize,
+    },
+}
+
+/// The number of executors `executors` asks for: itself, or the usable cores when 0.
+pub fn resolve_executors(executors: usize) -> usize {
+    if executors > 0 {
+        return executors;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Starts the executors, joins them in a full mesh, runs `f(ctx)` on each and returns every
+/// executor's result in executor-id order once all have finished and the mesh is torn down.
+pub fn run<Req, Resp, F, Fut, T>(opts: PoolOptions, f: F) -> Result<Vec<T>, PoolError>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Ctx<Req, Resp>) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let executors = resolve_executors(opts.executors);
+    let capacity = opts.mesh_capacity.max(1);
+    let placement = choose_placement(executors);
+    let pinned = !matches!(placement, PoolPlacement::Unbound(_));
+    let handles = match spawn_pool::<Req, Resp, F, Fut, T>(&opts.name, placement, capacity, &f) {
+        Ok(handles) => handles,
+        Err(err) if pinned => {
+            tracing::warn!(
+                executors,
+                error = %err,
+                "cannot pin executors to cores; running them unpinned"
+            );
+            spawn_pool(&opts.name, PoolPlacement::Unbound(executors), capacity, &f)
+                .map_err(|e| spawn_error(executors, e))?
+        }
+        Err(err) => return Err(spawn_error(executors, err)),
+    };
+
+    let mut results = Vec::with_capacity(executors);
+    let mut first_error = None;
+    for joined in handles.join_all() {
+        match joined {
+            Ok(Ok(result)) => results.push(result),
+            Ok(Err(err)) => {
+                first_error.get_or_insert(err);
+            }
+            Err(err) => {
+                first_error.get_or_insert(executor_error(err));
+            }
+        }
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+    results.sort_by_key(|(id, _)| *id);
+    Ok(results.into_iter().map(|(_, result)| result).collect())
+}
+
+type PoolHandles<T> = glommio::PoolThreadHandles<Result<(usize, T), PoolError>>;
+
+fn spawn_pool<Req, Resp, F, Fut, T>(
+    name: &str,
+    placement: PoolPlacement,
+    capacity: usize,
+    f: &F,
+) -> Result<PoolHandles<T>, GlommioError<()>>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Ctx<Req, Resp>) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let executors = placement.executor_count();
+    // A fresh mesh per attempt: a failed attempt may have consumed a builder's slots.
+    let mesh = MeshBuilder::<Envelope<Req, Resp>, _>::full(executors, capacity);
+    let exited = Arc::new(AtomicUsize::new(0));
+    let f = f.clone();
+    LocalExecutorPoolBuilder::new(placement)
+        .name(name)
+        .on_all_shards(move || async move {
+            let exit = ExitGuard {
+                exited,
+                executors,
+                arrived: false,
+            };
+            let result = executor_main(executors, mesh, f).await;
+            // An executor that never joined the mesh shared no wakers: no need to wait (and a
+            // peer that never started would never arrive).
+            if !matches!(result, Err(PoolError::MeshJoin { .. })) {
+                exit.arrive_and_wait().await;
+            }
+            result
+        })
+}
+
+/// One executor's life: join the mesh, serve while `f` runs, tear down.
+async fn executor_main<Req, Resp, F, Fut, T>(
+    executors: usize,
+    mesh: MeshBuilder<Envelope<Req, Resp>, glommio::channels::channel_mesh::Full>,
+    f: F,
+) -> Result<(usize, T), PoolError>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Ctx<Req, Resp>) -> Fut,
+    Fut: Future<Output = T> + 'static,
+{
+    let ctx = if executors == 1 {
+        Ctx::new(0, 1, None)
+    } else {
+        let join_error = || PoolError::MeshJoin {
+            executor: glommio::executor().id(),
+            executors,
+        };
+        let timeout = async {
+            glommio::timer::sleep(MESH_JOIN_TIMEOUT).await;
+            None
+        };
+        let joined = futures_lite::future::or(async { Some(mesh.join().await) }, timeout).await;
+        let (senders, receivers) = match joined {
+            Some(Ok(pair)) => pair,
+            Some(Err(_)) | None => return Err(join_error()),
+        };
+        let ctx = Ctx::new(senders.peer_id(), executors, Some(senders));
+        ctx.start_receivers(receivers);
+        ctx
+    };
+    let result = f(ctx.clone()).await;
+    ctx.finish().await;
+    Ok((ctx.id(), result))
+}
+
+/// Keeps every executor alive until all have finished, so that no thread exits while another
+/// may still wake one of its tasks (an answer's waker crosses threads). Counts the executor as
+/// arrived even when it unwinds from a panic, so the others never wait for it forever.
+struct ExitGuard {
+    exited: Arc<AtomicUsize>,
+    executors: usize,
+    arrived: bool,
+}
+
+impl ExitGuard {
+    async fn arrive_and_wait(mut self) {
+        self.arrived = true;
+        self.exited.fetch_add(1, Ordering::SeqCst);
+        while self.exited.load(Ordering::SeqCst) < self.executors {
+            glommio::timer::sleep(EXIT_POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.exited.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Pinned one-per-core placement when this process may use enough cores, unbound otherwise.
+fn choose_placement(executors: usize) -> PoolPlacement {
+    let allowed = match allowed_cpus() {
+        Ok(allowed) => allowed,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the CPU affinity mask; executors unpinned");
+            return PoolPlacement::Unbound(executors);
+        }
+    };
+    // Only CPUs in our affinity mask: pinning to any other fails (containers, taskset).
+    let cpus = match CpuSet::online() {
+        Ok(online) => online.filter(|location| allowed.contains(&location.cpu)),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the CPU topology; executors unpinned");
+            return PoolPlacement::Unbound(executors);
+        }
+    };
+    if cpus.len() < executors {
+        tracing::warn!(
+            executors,
+            cores = cpus.len(),
+            "more executors than usable cores; executors unpinned"
+        );
+        return PoolPlacement::Unbound(executors);
+    }
+    PoolPlacement::MaxSpread(executors, Some(cpus))
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set. sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into it, and CPU_ISSET reads within it for cpu < CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let max = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+        Ok((0..max).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect())
+    }
+}
+
+fn spawn_error(executors: usize, err: GlommioError<()>) -> PoolError {
+    PoolError::Spawn {
+        executors,
+        source: err.into(),
+    }
+}
+
+fn executor_error(err: GlommioError<()>) -> PoolError {
+    match err {
+        GlommioError::BuilderError(BuilderErrorKind::ThreadPanic(payload)) => {
+            let message = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "(non-string panic payload)".to_string()
+            };
+            PoolError::Panicked { message }
+        }
+        other => PoolError::Executor {
+            source: other.into(),
+        },
+    }
+}
