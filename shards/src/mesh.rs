@@ -337,3 +337,262 @@ impl<Req: Send + 'static, Resp: Send + 'static> Drop for InFlightGuard<Req, Resp
         shared.changed.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{run, PoolOptions};
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn opts(executors: usize, mesh_capacity: usize) -> PoolOptions {
+        PoolOptions {
+            executors,
+            mesh_capacity,
+            name: "mesh-test".to_string(),
+        }
+    }
+
+    /// Polls `cond` on a glommio timer until it holds; false if it did not within 10 s (so a
+    /// broken mesh fails the test instead of hanging it).
+    async fn eventually(cond: impl Fn() -> bool) -> bool {
+        for _ in 0..10_000 {
+            if cond() {
+                return true;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        cond()
+    }
+
+    #[test]
+    fn every_executor_answers_every_other() {
+        for executors in 1..=4 {
+            let answers = run(opts(executors, 8), |ctx: Ctx<(usize, u64), (usize, u64)>| {
+                async move {
+                    let me = ctx.id();
+                    ctx.serve(move |(from, x)| async move { (me * 1000 + from, x * 2) });
+                    let mut answers = Vec::new();
+                    for to in (0..ctx.executors()).filter(|&to| to != me) {
+                        answers.push((to, ctx.call(to, (me, to as u64 + 7)).await));
+                    }
+                    (me, answers)
+                }
+            });
+            let answers = match answers {
+                Ok(a) => a,
+                Err(e) => panic!("{executors} executors: {e}"),
+            };
+            assert_eq!(answers.len(), executors);
+            for (index, (me, got)) in answers.into_iter().enumerate() {
+                assert_eq!(index, me, "results come back in executor order");
+                assert_eq!(got.len(), executors - 1);
+                for (to, answer) in got {
+                    assert_eq!(answer, Ok((to * 1000 + me, (to as u64 + 7) * 2)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slow_handler_does_not_block_other_requests() {
+        // Every handler waits (on a timer) until all REQUESTS handlers have started: that can only
+        // finish if the requests run concurrently, far beyond the channel capacity of 4.
+        const REQUESTS: u64 = 64;
+        let result = run(opts(2, 4), |ctx: Ctx<u64, u64>| async move {
+            if ctx.id() == 1 {
+                let started = Rc::new(Cell::new(0u64));
+                ctx.serve(move |x| {
+                    let started = started.clone();
+                    async move {
+                        started.set(started.get() + 1);
+                        let all_started = eventually(|| started.get() == REQUESTS).await;
+                        if all_started {
+                            x + 1
+                        } else {
+                            0
+                        }
+                    }
+                });
+                return Vec::new();
+            }
+            let tasks: Vec<_> = (0..REQUESTS)
+                .map(|x| {
+                    let ctx = ctx.clone();
+                    glommio::spawn_local(async move { ctx.call(1, x).await })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await);
+            }
+            answers
+        });
+        let answers = match result {
+            Ok(mut per_executor) => per_executor.remove(0),
+            Err(e) => panic!("{e}"),
+        };
+        let expected: Vec<_> = (0..REQUESTS).map(|x| Ok(x + 1)).collect();
+        assert_eq!(answers, expected);
+    }
+
+    #[test]
+    fn self_call_and_broadcast() {
+        let result = run(opts(3, 2), |ctx: Ctx<u32, (usize, u32)>| async move {
+            let me = ctx.id();
+            ctx.serve(move |x| async move { (me, x) });
+            let own = ctx.call(me, 5).await;
+            let all = ctx.broadcast(|| 9).await;
+            (own, all)
+        });
+        let per_executor = match result {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(per_executor.len(), 3);
+        for (me, (own, all)) in per_executor.into_iter().enumerate() {
+            assert_eq!(own, Ok((me, 5)));
+            assert_eq!(all, vec![Ok((0, 9)), Ok((1, 9)), Ok((2, 9))]);
+        }
+    }
+
+    #[test]
+    fn single_executor_calls_itself() {
+        let result = run(opts(1, 1), |ctx: Ctx<u32, u32>| async move {
+            ctx.serve(|x| async move { x * 3 });
+            (ctx.call(0, 2).await, ctx.broadcast(|| 4).await, ctx.call(1, 0).await)
+        });
+        let (own, all, other) = match result {
+            Ok(mut r) if r.len() == 1 => r.remove(0),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(own, Ok(6));
+        assert_eq!(all, vec![Ok(12)]);
+        assert_eq!(other, Err(MeshError::NoSuchExecutor { to: 1, executors: 1 }));
+    }
+
+    #[test]
+    fn requests_before_serve_wait_for_it() {
+        let calling = Arc::new(AtomicBool::new(false));
+        let result = run(opts(2, 4), move |ctx: Ctx<u32, u32>| {
+            let calling = calling.clone();
+            async move {
+                if ctx.id() == 0 {
+                    calling.store(true, Ordering::SeqCst);
+                    return Some(ctx.call(1, 20).await);
+                }
+                // Let the request arrive first, then start serving.
+                let saw_call = eventually(|| calling.load(Ordering::SeqCst)).await;
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                ctx.serve(|x| async move { x + 1 });
+                saw_call.then_some(Ok(0))
+            }
+        });
+        match result {
+            Ok(r) => assert_eq!(r, vec![Some(Ok(21)), Some(Ok(0))]),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn executor_without_handler_refuses_once_finished() {
+        let result = run(opts(2, 4), |ctx: Ctx<u32, u32>| async move {
+            match ctx.id() {
+                0 => Some(ctx.call(1, 1).await),
+                _ => None, // never serves
+            }
+        });
+        match result {
+            Ok(r) => assert_eq!(r, vec![Some(Err(MeshError::NoHandler { to: 1 })), None]),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_target_is_an_error() {
+        let result = run(opts(2, 4), |ctx: Ctx<u32, u32>| async move {
+            ctx.serve(|x| async move { x });
+            ctx.call(2, 0).await
+        });
+        match result {
+            Ok(r) => {
+                let expected = Err(MeshError::NoSuchExecutor { to: 2, executors: 2 });
+                assert_eq!(r, vec![expected.clone(), expected]);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn caller_outliving_its_executor_main_sees_closed_mesh() {
+        // A detached task keeps calling after every main future has finished: the pool must
+        // still shut down, and the task's last call fails with a mesh error instead of hanging.
+        let last = Arc::new(std::sync::Mutex::new(None));
+        let seen = last.clone();
+        let result = run(opts(2, 2), move |ctx: Ctx<u32, u32>| {
+            let last = last.clone();
+            async move {
+                ctx.serve(|x| async move { x });
+                if ctx.id() == 0 {
+                    let ctx = ctx.clone();
+                    glommio::spawn_local(async move {
+                        let mut x = 0;
+                        let error = loop {
+                            match ctx.call(1, x).await {
+                                Ok(_) => x += 1,
+                                Err(e) => break e,
+                            }
+                        };
+                        if let Ok(mut slot) = last.lock() {
+                            *slot = Some(error);
+                        }
+                    })
+                    .detach();
+                }
+                ctx.id()
+            }
+        });
+        assert_eq!(result.ok(), Some(vec![0, 1]));
+        let error = seen.lock().ok().and_then(|mut slot| slot.take());
+        assert!(
+            matches!(error, Some(MeshError::Closed { to: 1 })),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn requests_carry_fds_and_bytes() {
+        // What the server does to move a connection: an fd and buffered bytes cross executors.
+        let (ours, theirs) = match UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => panic!("socketpair: {e}"),
+        };
+        let theirs = Arc::new(std::sync::Mutex::new(Some(OwnedFd::from(theirs))));
+        let result = run(opts(2, 1), move |ctx: Ctx<(OwnedFd, Vec<u8>), usize>| {
+            let theirs = theirs.clone();
+            async move {
+                ctx.serve(|(fd, bytes): (OwnedFd, Vec<u8>)| async move {
+                    let mut stream = UnixStream::from(fd);
+                    stream.write_all(&bytes).map_or(0, |_| bytes.len())
+                });
+                if ctx.id() != 0 {
+                    return None;
+                }
+                let fd = theirs.lock().ok().and_then(|mut slot| slot.take())?;
+                Some(ctx.call(1, (fd, b"moved".to_vec())).await)
+            }
+        });
+        match result {
+            Ok(r) => assert_eq!(r, vec![Some(Ok(5)), None]),
+            Err(e) => panic!("{e}"),
+        }
+        let mut got = [0u8; 5];
+        let mut ours = ours;
+        assert!(ours.read_exact(&mut got).is_ok());
+        assert_eq!(&got, b"moved");
+    }
+}
