@@ -10,12 +10,15 @@
 //! it has finished itself and heard `Done` (or a hang-up) from every peer, nobody can still
 //! need its requests served, so it closes its senders; peers' receiver loops drain and end.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
 
 use futures::channel::oneshot;
+use futures::FutureExt;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 
 use crate::notify::LocalNotify;
@@ -46,6 +49,12 @@ pub enum MeshError {
     /// The target dropped the request unanswered (its handler task was cancelled).
     #[error("executor {to} dropped the request without answering")]
     Dropped {
+        /// The requested target.
+        to: usize,
+    },
+    /// The target's handler panicked on this request (the pool will report the panic).
+    #[error("the handler on executor {to} panicked")]
+    HandlerPanicked {
         /// The requested target.
         to: usize,
     },
@@ -91,6 +100,8 @@ struct Shared<Req: Send + 'static, Resp: Send + 'static> {
     own_done: Cell<bool>,
     /// Our senders are closed.
     closed: Cell<bool>,
+    /// The first panic caught in one of this executor's handler tasks.
+    panic: RefCell<Option<String>>,
     /// Woken on every change of the fields above.
     changed: LocalNotify,
 }
@@ -137,6 +148,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Ctx<Req, Resp> {
                 finished_peers: Cell::new(0),
                 own_done: Cell::new(false),
                 closed: Cell::new(false),
+                panic: RefCell::new(None),
                 changed: LocalNotify::default(),
             }),
         }
@@ -177,7 +189,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Ctx<Req, Resp> {
             });
         };
         let (reply, answer) = oneshot::channel();
-        if senders.send_to(to, Envelope::Call { req, reply }).await.is_err() {
+        if senders
+            .send_to(to, Envelope::Call { req, reply })
+            .await
+            .is_err()
+        {
             return Err(MeshError::Closed { to });
         }
         match answer.await {
@@ -274,12 +290,33 @@ impl<Req: Send + 'static, Resp: Send + 'static> Ctx<Req, Resp> {
         shared.in_flight.set(shared.in_flight.get() + 1);
         let guard = InFlightGuard(self.clone());
         glommio::spawn_local(async move {
-            let resp = handler(req).await;
+            // A panic escaping a glommio task kills the executor thread and leaks its tasks, so
+            // peers would wait for it forever: catch it here, answer, and report it at the end.
+            let outcome = AssertUnwindSafe(handler(req)).catch_unwind().await;
+            let answer = match outcome {
+                Ok(resp) => Ok(resp),
+                Err(payload) => {
+                    let me = guard.0.id();
+                    guard.0.record_panic(panic_message(payload.as_ref()));
+                    Err(MeshError::HandlerPanicked { to: me })
+                }
+            };
             // The caller may have given up; the work is done either way.
-            let _ = reply.send(Ok(resp));
+            let _ = reply.send(answer);
             drop(guard);
         })
         .detach();
+    }
+
+    /// Remembers the first handler panic, for [`Ctx::take_panic`].
+    fn record_panic(&self, message: String) {
+        tracing::error!(executor = self.id(), %message, "mesh request handler panicked");
+        self.shared.panic.borrow_mut().get_or_insert(message);
+    }
+
+    /// The first panic caught in a handler task of this executor, if any.
+    pub(crate) fn take_panic(&self) -> Option<String> {
+        self.shared.panic.borrow_mut().take()
     }
 
     fn peer_finished(&self) {
@@ -324,6 +361,17 @@ impl<Req: Send + 'static, Resp: Send + 'static> Ctx<Req, Resp> {
             .changed
             .wait_until(|| shared.live_receivers.get() == 0 && shared.in_flight.get() == 0)
             .await;
+    }
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(panic payload is not a string)".to_string()
     }
 }
 
@@ -372,8 +420,9 @@ mod tests {
     #[test]
     fn every_executor_answers_every_other() {
         for executors in 1..=4 {
-            let answers = run(opts(executors, 8), |ctx: Ctx<(usize, u64), (usize, u64)>| {
-                async move {
+            let answers = run(
+                opts(executors, 8),
+                |ctx: Ctx<(usize, u64), (usize, u64)>| async move {
                     let me = ctx.id();
                     ctx.serve(move |(from, x)| async move { (me * 1000 + from, x * 2) });
                     let mut answers = Vec::new();
@@ -381,8 +430,8 @@ mod tests {
                         answers.push((to, ctx.call(to, (me, to as u64 + 7)).await));
                     }
                     (me, answers)
-                }
-            });
+                },
+            );
             let answers = match answers {
                 Ok(a) => a,
                 Err(e) => panic!("{executors} executors: {e}"),
@@ -464,7 +513,11 @@ mod tests {
     fn single_executor_calls_itself() {
         let result = run(opts(1, 1), |ctx: Ctx<u32, u32>| async move {
             ctx.serve(|x| async move { x * 3 });
-            (ctx.call(0, 2).await, ctx.broadcast(|| 4).await, ctx.call(1, 0).await)
+            (
+                ctx.call(0, 2).await,
+                ctx.broadcast(|| 4).await,
+                ctx.call(1, 0).await,
+            )
         });
         let (own, all, other) = match result {
             Ok(mut r) if r.len() == 1 => r.remove(0),
@@ -472,7 +525,13 @@ mod tests {
         };
         assert_eq!(own, Ok(6));
         assert_eq!(all, vec![Ok(12)]);
-        assert_eq!(other, Err(MeshError::NoSuchExecutor { to: 1, executors: 1 }));
+        assert_eq!(
+            other,
+            Err(MeshError::NoSuchExecutor {
+                to: 1,
+                executors: 1
+            })
+        );
     }
 
     #[test]
@@ -520,7 +579,10 @@ mod tests {
         });
         match result {
             Ok(r) => {
-                let expected = Err(MeshError::NoSuchExecutor { to: 2, executors: 2 });
+                let expected = Err(MeshError::NoSuchExecutor {
+                    to: 2,
+                    executors: 2,
+                });
                 assert_eq!(r, vec![expected.clone(), expected]);
             }
             Err(e) => panic!("{e}"),

@@ -1,14 +1,16 @@
 //! The executor pool: one glommio `LocalExecutor` per core, pinned, joined by a full mesh.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{BuilderErrorKind, CpuSet, GlommioError, LocalExecutorPoolBuilder, PoolPlacement};
 
-use crate::mesh::{Ctx, Envelope};
+use crate::mesh::{panic_message, Ctx, Envelope};
 
 /// Executors that cannot all join the mesh within this time give up instead of hanging (one of
 /// them failed to start, e.g. its io_uring could not be set up).
@@ -57,10 +59,20 @@ pub enum PoolError {
         #[source]
         source: std::io::Error,
     },
-    /// An executor panicked.
-    #[error("an executor panicked: {message}")]
+    /// The main future or a request handler of an executor panicked; the pool still shut down
+    /// in order.
+    #[error("executor {executor} panicked: {message}")]
     Panicked {
-        /// The panic message, when it was a string.
+        /// The executor's index.
+        executor: usize,
+        /// The (first) panic message.
+        message: String,
+    },
+    /// An executor thread died of a panic outside its main future and handlers (in a task it
+    /// spawned itself).
+    #[error("an executor thread panicked: {message}")]
+    ThreadPanicked {
+        /// The panic message.
         message: String,
     },
     /// The executors could not all join the mesh (one of them never started).
@@ -199,9 +211,21 @@ where
         ctx.start_receivers(receivers);
         ctx
     };
-    let result = f(ctx.clone()).await;
+    // Caught so that the executor still tears down in order: a panic escaping a glommio task
+    // kills the thread and leaks its channels, and every peer would wait for it forever.
+    let result = AssertUnwindSafe(f(ctx.clone())).catch_unwind().await;
     ctx.finish().await;
-    Ok((ctx.id(), result))
+    let executor = ctx.id();
+    match result {
+        Err(payload) => Err(PoolError::Panicked {
+            executor,
+            message: panic_message(payload.as_ref()),
+        }),
+        Ok(result) => match ctx.take_panic() {
+            Some(message) => Err(PoolError::Panicked { executor, message }),
+            None => Ok((executor, result)),
+        },
+    }
 }
 
 /// Keeps every executor alive until all have finished, so that no thread exits while another
@@ -283,17 +307,110 @@ fn spawn_error(executors: usize, err: GlommioError<()>) -> PoolError {
 fn executor_error(err: GlommioError<()>) -> PoolError {
     match err {
         GlommioError::BuilderError(BuilderErrorKind::ThreadPanic(payload)) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "(non-string panic payload)".to_string()
-            };
-            PoolError::Panicked { message }
+            PoolError::ThreadPanicked {
+                message: panic_message(payload.as_ref()),
+            }
         }
         other => PoolError::Executor {
             source: other.into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Ctx;
+
+    fn opts(executors: usize) -> PoolOptions {
+        PoolOptions {
+            executors,
+            mesh_capacity: 4,
+            name: "pool-test".to_string(),
+        }
+    }
+
+    #[test]
+    fn results_come_back_in_executor_order() {
+        // 4 executors may exceed the cores here: placement falls back to unpinned.
+        let result = run(opts(4), |ctx: Ctx<(), ()>| async move {
+            (ctx.id(), ctx.executors())
+        });
+        let expected: Vec<_> = (0..4).map(|id| (id, 4)).collect();
+        assert_eq!(result.ok(), Some(expected));
+    }
+
+    #[test]
+    fn zero_executors_means_one_per_usable_core() {
+        let result = run(opts(0), |ctx: Ctx<(), ()>| async move { ctx.executors() });
+        let cores = resolve_executors(0);
+        assert!(cores >= 1);
+        assert_eq!(result.ok(), Some(vec![cores; cores]));
+    }
+
+    #[test]
+    fn placement_pins_only_when_cores_suffice() {
+        let cores = allowed_cpus().map(|cpus| cpus.len()).unwrap_or(0);
+        assert!(cores >= 1, "this process may run on at least one CPU");
+        assert_eq!(
+            choose_placement(cores + 1),
+            PoolPlacement::Unbound(cores + 1)
+        );
+        assert!(matches!(
+            choose_placement(1),
+            PoolPlacement::MaxSpread(1, _)
+        ));
+    }
+
+    #[test]
+    fn panicking_executor_is_reported_and_others_stop() {
+        let result = run(opts(2), |ctx: Ctx<u32, u32>| async move {
+            ctx.serve(|x| async move { x });
+            if ctx.id() == 1 {
+                panic!("executor one gives up");
+            }
+            // Executor 0 asks the panicking one: it must get an error, not hang.
+            ctx.call(1, 1).await.is_ok()
+        });
+        match result {
+            Err(PoolError::Panicked { executor, message }) => {
+                assert_eq!(executor, 1);
+                assert!(message.contains("gives up"), "{message}");
+            }
+            other => panic!("expected a panic report, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn panicking_handler_answers_an_error_and_is_reported() {
+        let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = answers.clone();
+        let result = run(opts(2), move |ctx: Ctx<u32, u32>| {
+            let answers = answers.clone();
+            async move {
+                ctx.serve(|x| async move {
+                    assert!(x != 13, "unlucky request");
+                    x
+                });
+                if ctx.id() == 0 {
+                    let got = vec![ctx.call(1, 13).await, ctx.call(1, 12).await];
+                    if let Ok(mut answers) = answers.lock() {
+                        *answers = got;
+                    }
+                }
+            }
+        });
+        let answers = seen.lock().map(|a| a.clone()).unwrap_or_default();
+        assert_eq!(
+            answers,
+            vec![Err(crate::MeshError::HandlerPanicked { to: 1 }), Ok(12)]
+        );
+        match result {
+            Err(PoolError::Panicked { executor, message }) => {
+                assert_eq!(executor, 1);
+                assert!(message.contains("unlucky request"), "{message}");
+            }
+            other => panic!("expected a panic report, got {other:?}"),
+        }
     }
 }

@@ -22,7 +22,10 @@ pub fn owner_of(shard: u32, executors: u32) -> u32 {
 /// Empty when `executor >= executors` or when there are fewer shards than executors and this
 /// one gets none. Panics if `executors` is 0.
 pub fn shards_of(executor: u32, executors: u32, shards: u32) -> Vec<u32> {
-    assert!(executors > 0, "shards_of: executor count must be at least 1");
+    assert!(
+        executors > 0,
+        "shards_of: executor count must be at least 1"
+    );
     if executor >= executors {
         return Vec::new();
     }
@@ -46,7 +49,10 @@ pub fn account_hash(account: &str) -> u64 {
 ///
 /// Panics if `shards` is 0 (a configuration bug, never peer input).
 pub fn shard_of_account(account: &str, shards: u32) -> u32 {
-    assert!(shards > 0, "shard_of_account: shard count must be at least 1");
+    assert!(
+        shards > 0,
+        "shard_of_account: shard count must be at least 1"
+    );
     // The remainder is < shards <= u32::MAX, so the narrowing cannot lose bits.
     (account_hash(account) % u64::from(shards)) as u32
 }
@@ -62,7 +68,10 @@ mod tests {
                 let mut seen = vec![0u32; shards as usize];
                 for executor in 0..executors {
                     let owned = shards_of(executor, executors, shards);
-                    assert!(owned.windows(2).all(|w| w[0] < w[1]), "ascending, no repeats");
+                    assert!(
+                        owned.windows(2).all(|w| w[0] < w[1]),
+                        "ascending, no repeats"
+                    );
                     for shard in owned {
                         assert_eq!(owner_of(shard, executors), executor);
                         seen[shard as usize] += 1;
@@ -112,8 +121,14 @@ mod tests {
 
     #[test]
     fn account_hash_folds_ascii_case_only() {
-        assert_eq!(account_hash("Alice@Example.ORG"), account_hash("alice@example.org"));
-        assert_eq!(shard_of_account("BOB@EXAMPLE.ORG", 16), shard_of_account("bob@example.org", 16));
+        assert_eq!(
+            account_hash("Alice@Example.ORG"),
+            account_hash("alice@example.org")
+        );
+        assert_eq!(
+            shard_of_account("BOB@EXAMPLE.ORG", 16),
+            shard_of_account("bob@example.org", 16)
+        );
         // Non-ASCII is hashed byte for byte: 'É' and 'é' stay distinct.
         assert_ne!(account_hash("É@example.org"), account_hash("é@example.org"));
     }
