@@ -1,3 +1,4 @@
 //! IMAP: sans-IO parser and session, and the network driver.
 
 pub mod section;
+pub mod driver;

@@ -1,1 +1,2 @@
 //! POP3: sans-IO parser and session, and the network driver.
+pub mod driver;

@@ -220,6 +220,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         })
         .detach()
     };
+    let outbound = glommio::spawn_local(crate::outbound::run(exec.clone()));
     if id == 0 {
         tracing::info!(executors = shared.executors, shards = shared.shards, "ringpost ready");
     }
@@ -230,7 +231,8 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
     while exec.active_sessions.get() > 0 && started.elapsed() < grace {
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    refresher.cancel().await;
+    refresher.cancel();
+    drop(outbound);
     for shard in exec.shards.values() {
         if let Err(e) = shard.close().await {
             tracing::error!(shard = shard.id(), error = %e, "shard close failed");

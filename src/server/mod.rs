@@ -74,13 +74,17 @@ pub fn init_tracing(default: &str) {
 }
 
 /// Runs the server until SIGTERM/SIGINT; returns the exit code.
-pub fn serve(cfg: Config, source: Source) -> Result<i32, ServerError> {
+pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
     init_tracing(&cfg.server.log);
     let dir = cfg.server.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| ServerError::DataDir {
+    let data_dir_err = |e: std::io::Error| ServerError::DataDir {
         path: dir.clone(),
         message: e.to_string(),
-    })?;
+    };
+    std::fs::create_dir_all(&dir).map_err(data_dir_err)?;
+    // Absolute from here on: logs name real paths and io_uring opens need no cwd.
+    let dir = std::fs::canonicalize(&dir).map_err(data_dir_err)?;
+    cfg.server.data_dir = dir.clone();
     let manifest = storage::Manifest::open_or_create(&dir, cfg.server.shards)?;
     // Fail now, not on the first session, if the account database is unreadable.
     crate::accounts::AccountDb::load(&dir)?;

@@ -1,1 +1,2 @@
 //! SMTP: sans-IO parser and session, and the network driver.
+pub mod driver;
