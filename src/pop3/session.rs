@@ -741,3 +741,7 @@ fn line(out: &mut BytesMut, text: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(text);
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
