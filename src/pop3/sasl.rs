@@ -4,13 +4,22 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use thiserror::Error;
 
-/// Credentials carried by a PLAIN response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Credentials carried by a PLAIN response. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PlainCredentials {
     /// Authentication identity (the account name).
     pub user: String,
     /// The password.
     pub password: String,
+}
+
+impl std::fmt::Debug for PlainCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainCredentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Why a PLAIN response was rejected. `Display` is the text after `-ERR `.
@@ -87,6 +96,13 @@ mod tests {
             decode_plain(&enc(b"bob\0alice\0pw")),
             Err(PlainError::Authzid)
         );
+    }
+
+    #[test]
+    fn debug_hides_password() {
+        let creds = decode_plain(&enc(b"\0alice\0hunter2")).unwrap();
+        let shown = format!("{creds:?}");
+        assert!(shown.contains("alice") && !shown.contains("hunter2"));
     }
 
     #[test]

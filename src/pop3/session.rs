@@ -79,8 +79,8 @@ pub enum Transport {
 }
 
 /// Work for the driver. Report its outcome through the named method before calling
-/// [`Session::process`] again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`Session::process`] again. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Action {
     /// Verify a password (off the hot path); answer with [`Session::auth_result`].
     Authenticate {
@@ -107,6 +107,26 @@ pub enum Action {
         /// UIDs marked deleted, ascending; never empty.
         expunge: Vec<u32>,
     },
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Authenticate { user, .. } => f
+                .debug_struct("Authenticate")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+            Action::OpenMaildrop { account } => f
+                .debug_struct("OpenMaildrop")
+                .field("account", account)
+                .finish(),
+            Action::Fetch { uid } => f.debug_struct("Fetch").field("uid", uid).finish(),
+            Action::Commit { expunge } => {
+                f.debug_struct("Commit").field("expunge", expunge).finish()
+            }
+        }
+    }
 }
 
 /// Why the driver could not read a message body.

@@ -964,6 +964,18 @@ fn output_high_water_mark_pauses_reading() {
 }
 
 #[test]
+fn action_debug_hides_password() {
+    let shown = format!(
+        "{:?}",
+        Action::Authenticate {
+            user: "alice".into(),
+            password: "hunter2".into()
+        }
+    );
+    assert!(shown.contains("alice") && !shown.contains("hunter2"));
+}
+
+#[test]
 fn session_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Session>();
