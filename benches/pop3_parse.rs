@@ -50,7 +50,7 @@ Subject: benchmark\r\nMessage-ID: <1@example.org>\r\n\r\n"
         .to_vec();
     let mut i = 0usize;
     while m.len() < size {
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             m.extend_from_slice(b".a line that starts with a dot\r\n");
         } else {
             m.extend_from_slice(&[b'x'; 74]);
