@@ -31,10 +31,18 @@ pub enum DeliveryError {
 }
 
 /// Delivers one message (trace prefix + body) to local accounts, durably.
-pub async fn deliver(exec: &Rc<Exec>, prefix: Bytes, body: Bytes, accounts: &[String]) -> Result<(), DeliveryError> {
+pub async fn deliver(
+    exec: &Rc<Exec>,
+    prefix: Bytes,
+    body: Bytes,
+    accounts: &[String],
+) -> Result<(), DeliveryError> {
     let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for a in accounts {
-        by_shard.entry(exec.shard_of(a)).or_default().push(a.clone());
+        by_shard
+            .entry(exec.shard_of(a))
+            .or_default()
+            .push(a.clone());
     }
     let now = unix_now();
     let jobs = by_shard.into_iter().map(|(shard, accts)| {
@@ -64,12 +72,18 @@ pub async fn deliver(exec: &Rc<Exec>, prefix: Bytes, body: Bytes, accounts: &[St
                     message: e.to_string(),
                 }),
             };
-            crate::metrics::record(crate::metrics::Metric::DeliveryCrossShard, started.elapsed());
+            crate::metrics::record(
+                crate::metrics::Metric::DeliveryCrossShard,
+                started.elapsed(),
+            );
             r
         }
     });
     let results = futures::future::join_all(jobs).await;
-    results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(|_| ())
 }
 
 /// Stores a message into a shard this executor owns.
@@ -80,7 +94,10 @@ pub async fn deliver_local(
     accounts: &[String],
     internal_date: i64,
 ) -> Result<(), DeliveryError> {
-    let s = exec.shards.get(&shard).ok_or(DeliveryError::NotOwner(shard))?;
+    let s = exec
+        .shards
+        .get(&shard)
+        .ok_or(DeliveryError::NotOwner(shard))?;
     let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
     s.deliver(parts, &names, internal_date)
         .await
@@ -88,7 +105,10 @@ pub async fn deliver_local(
             shard,
             message: e.to_string(),
         })?;
-    crate::metrics::incr(crate::metrics::Counter::Deliveries(shard), accounts.len() as u64);
+    crate::metrics::incr(
+        crate::metrics::Counter::Deliveries(shard),
+        accounts.len() as u64,
+    );
     Ok(())
 }
 

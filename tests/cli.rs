@@ -11,13 +11,18 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.display().to_string(), std::fs::read(&p).unwrap_or_default());
+                out.insert(
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                );
             }
         }
     }
@@ -27,7 +32,11 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn assert_one_line_exit_2(out: &std::process::Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got: {err}"
+    );
     assert!(err.contains(needle), "expected {needle:?} in {err:?}");
 }
 
@@ -35,23 +44,42 @@ fn assert_one_line_exit_2(out: &std::process::Output, needle: &str) {
 fn duplicate_unknown_and_bad_users_fail_cleanly() {
     let s = Server::new();
     let before = tree(&s.data_dir());
-    let out = s.cli_stdin(&["user", "add", "alice@example.org", "--password-stdin"], "x\n");
+    let out = s.cli_stdin(
+        &["user", "add", "alice@example.org", "--password-stdin"],
+        "x\n",
+    );
     assert_one_line_exit_2(&out, "already exists");
     let out = s.cli(&["user", "del", "nobody@example.org"]);
     assert_one_line_exit_2(&out, "no such account");
-    let out = s.cli_stdin(&["user", "passwd", "nobody@example.org", "--password-stdin"], "x\n");
+    let out = s.cli_stdin(
+        &["user", "passwd", "nobody@example.org", "--password-stdin"],
+        "x\n",
+    );
     assert_one_line_exit_2(&out, "no such account");
-    let out = s.cli_stdin(&["user", "add", "zed@elsewhere.com", "--password-stdin"], "x\n");
+    let out = s.cli_stdin(
+        &["user", "add", "zed@elsewhere.com", "--password-stdin"],
+        "x\n",
+    );
     assert_one_line_exit_2(&out, "not in domains.local");
-    let out = s.cli_stdin(&["user", "add", "not an address", "--password-stdin"], "x\n");
+    let out = s.cli_stdin(
+        &["user", "add", "not an address", "--password-stdin"],
+        "x\n",
+    );
     assert_one_line_exit_2(&out, "not a valid address");
-    let out = s.cli_stdin(&["user", "add", "dave@example.org", "--password-stdin"], "\n");
+    let out = s.cli_stdin(
+        &["user", "add", "dave@example.org", "--password-stdin"],
+        "\n",
+    );
     assert_one_line_exit_2(&out, "empty password");
     let out = s.cli(&["alias", "del", "nothing@example.org"]);
     assert_one_line_exit_2(&out, "no such account or alias");
     let out = s.cli(&["user", "frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(before, tree(&s.data_dir()), "a failed command changed the data directory");
+    assert_eq!(
+        before,
+        tree(&s.data_dir()),
+        "a failed command changed the data directory"
+    );
 }
 
 #[test]
@@ -59,17 +87,36 @@ fn bad_config_is_one_line_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     let data = dir.path().join("data");
-    std::fs::write(&cfg, format!("[server]\ndata_dir = \"{}\"\nshards = 0\n", data.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[server]\ndata_dir = \"{}\"\nshards = 0\n", data.display()),
+    )
+    .unwrap();
     for args in [&["check"][..], &["serve"], &["user", "list"]] {
-        let out = Command::new(bin()).args(args).arg("--config").arg(&cfg).output().unwrap();
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
         assert_one_line_exit_2(&out, "server.shards");
     }
     std::fs::write(&cfg, "[server]\nno_such_key = 1\n").unwrap();
-    let out = Command::new(bin()).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_one_line_exit_2(&out, "no_such_key");
-    let out = Command::new(bin()).args(["check", "--config", "/nonexistent/ringpost.toml"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config", "/nonexistent/ringpost.toml"])
+        .output()
+        .unwrap();
     assert_one_line_exit_2(&out, "cannot read config");
-    assert!(!data.exists(), "a failed command created the data directory");
+    assert!(
+        !data.exists(),
+        "a failed command created the data directory"
+    );
 }
 
 #[test]
@@ -80,18 +127,58 @@ fn users_and_aliases_round_trip() {
     for (u, _) in USERS {
         assert!(list.contains(u), "{list}");
     }
-    assert!(s.cli(&["alias", "add", "team@example.org", "alice@example.org,bob@example.org"]).status.success());
-    assert!(s.cli(&["alias", "add", "@example.net", "carol@example.org"]).status.success());
+    assert!(s
+        .cli(&[
+            "alias",
+            "add",
+            "team@example.org",
+            "alice@example.org,bob@example.org"
+        ])
+        .status
+        .success());
+    assert!(s
+        .cli(&["alias", "add", "@example.net", "carol@example.org"])
+        .status
+        .success());
     let aliases = String::from_utf8_lossy(&s.cli(&["alias", "list"]).stdout).to_string();
-    assert!(aliases.contains("team@example.org\talice@example.org,bob@example.org"), "{aliases}");
-    assert!(aliases.contains("@example.net\tcarol@example.org"), "{aliases}");
-    assert!(s.cli(&["alias", "del", "team@example.org"]).status.success());
-    assert!(s.cli(&["user", "del", "carol@example.org"]).status.success());
+    assert!(
+        aliases.contains("team@example.org\talice@example.org,bob@example.org"),
+        "{aliases}"
+    );
+    assert!(
+        aliases.contains("@example.net\tcarol@example.org"),
+        "{aliases}"
+    );
+    assert!(s
+        .cli(&["alias", "del", "team@example.org"])
+        .status
+        .success());
+    assert!(s
+        .cli(&["user", "del", "carol@example.org"])
+        .status
+        .success());
     let list = String::from_utf8_lossy(&s.cli(&["user", "list"]).stdout).to_string();
     assert!(!list.contains("carol@"), "{list}");
     let hashed = "{SHA512-CRYPT}$6$rounds=5000$saltsalt$wJ7rP3T7TA0hRXk6fGQJ.dkBwEeFj7FLQtmbUbtZ3kfh1KW.vu4JqDpuAJYMTbu6DVwdqrjWFeiSzO0LfpIzH0";
-    let out = s.cli_stdin(&["user", "add", "imported@example.org", "--password-stdin", "--hashed"], &format!("{hashed}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.cli_stdin(
+        &[
+            "user",
+            "add",
+            "imported@example.org",
+            "--password-stdin",
+            "--hashed",
+        ],
+        &format!("{hashed}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = s.cli(&["check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 fn kill9_under_load_loses_nothing_acknowledged() {
     let mut s = Server::new().start();
     let ids = s.dir.path().join("acked.txt");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/smtp_flood.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/smtp_flood.py");
     let mut flood = Command::new("python3")
         .arg(&script)
         .arg(&ids)
@@ -33,7 +34,11 @@ fn sigterm_stops_cleanly_and_state_survives() {
     let mut s = Server::new().start();
     s.python("imap_clients.py", &["full"]);
     let status = s.stop().expect("server was running");
-    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", s.log_text());
+    assert!(
+        status.success(),
+        "exit status after SIGTERM: {status}\n{}",
+        s.log_text()
+    );
     s.spawn();
     s.python("imap_clients.py", &["restart-check"]);
 }

@@ -14,8 +14,20 @@ fn imaplib_full_client_dialogue() {
 fn curl_reads_mail_over_imap_and_imaps() {
     let s = Server::new().start();
     let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp), "--to", "alice@example.org"])
-        .args(["--from", "x@remote.example", "--header", "Subject: for curl", "--body", "curl body line"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", s.ports.smtp),
+            "--to",
+            "alice@example.org",
+        ])
+        .args([
+            "--from",
+            "x@remote.example",
+            "--header",
+            "Subject: for curl",
+            "--body",
+            "curl body line",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -24,11 +36,22 @@ fn curl_reads_mail_over_imap_and_imaps() {
         format!("imaps://127.0.0.1:{}/INBOX;UID=1", s.ports.imaps),
     ] {
         let out = Command::new("curl")
-            .args(["-sS", "-k", "--ssl-reqd", "--user", "alice@example.org:alice-pw", &url])
+            .args([
+                "-sS",
+                "-k",
+                "--ssl-reqd",
+                "--user",
+                "alice@example.org:alice-pw",
+                &url,
+            ])
             .output()
             .unwrap();
         let body = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && body.contains("curl body line"), "{url}: {body} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && body.contains("curl body line"),
+            "{url}: {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -39,7 +62,10 @@ fn hostile_literals_and_names() {
     assert!(r.line().starts_with("* OK"));
     r.send(b"a1 LOGIN alice@example.org alice-pw\r\n");
     let l = r.line();
-    assert!(l.starts_with("a1 NO") || l.starts_with("a1 BAD"), "LOGIN before TLS must fail: {l}");
+    assert!(
+        l.starts_with("a1 NO") || l.starts_with("a1 BAD"),
+        "LOGIN before TLS must fail: {l}"
+    );
     // A huge synchronizing literal is refused before the continuation.
     r.send(b"a2 APPEND INBOX {4294967295}\r\n");
     let l = r.line();

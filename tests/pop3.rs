@@ -17,18 +17,37 @@ fn poplib_dialogue_and_dele_survives_restart() {
 fn curl_pop3_and_pop3s() {
     let s = Server::new().start();
     let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp), "--to", "carol@example.org"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", s.ports.smtp),
+            "--to",
+            "carol@example.org",
+        ])
         .args(["--from", "x@remote.example", "--body", "pop body line"])
         .output()
         .unwrap();
     assert!(out.status.success());
-    for url in [format!("pop3://127.0.0.1:{}/1", s.ports.pop3), format!("pop3s://127.0.0.1:{}/1", s.ports.pop3s)] {
+    for url in [
+        format!("pop3://127.0.0.1:{}/1", s.ports.pop3),
+        format!("pop3s://127.0.0.1:{}/1", s.ports.pop3s),
+    ] {
         let out = Command::new("curl")
-            .args(["-sS", "-k", "--ssl-reqd", "--user", "carol@example.org:carol-pw", &url])
+            .args([
+                "-sS",
+                "-k",
+                "--ssl-reqd",
+                "--user",
+                "carol@example.org:carol-pw",
+                &url,
+            ])
             .output()
             .unwrap();
         let body = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && body.contains("pop body line"), "{url}: {body} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && body.contains("pop body line"),
+            "{url}: {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -42,9 +61,17 @@ fn long_lines_and_stls_injection() {
     r.send(&long);
     assert!(r.line().starts_with("-ERR"));
     r.send(b"NOOP\r\n");
-    assert!(r.line().starts_with("-ERR"), "NOOP outside TRANSACTION is an error, but the session lives");
+    assert!(
+        r.line().starts_with("-ERR"),
+        "NOOP outside TRANSACTION is an error, but the session lives"
+    );
     r.send(b"STLS\r\nUSER bob@example.org\r\n");
     assert!(r.line().starts_with("+OK"));
-    r.r.get_ref().set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
-    assert!(r.line().is_empty(), "the pipelined USER must not be answered in plaintext");
+    r.r.get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        r.line().is_empty(),
+        "the pipelined USER must not be answered in plaintext"
+    );
 }

@@ -15,49 +15,121 @@ fn smtplib_on_all_three_ports() {
 fn swaks_and_curl_deliver() {
     let s = Server::new().start();
     let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp), "--to", "alice@example.org"])
-        .args(["--from", "someone@remote.example", "--header", "Subject: via swaks"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", s.ports.smtp),
+            "--to",
+            "alice@example.org",
+        ])
+        .args([
+            "--from",
+            "someone@remote.example",
+            "--header",
+            "Subject: via swaks",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("<-  250 2.0.0"), "swaks MX:\n{text}");
+    assert!(
+        out.status.success() && text.contains("<-  250 2.0.0"),
+        "swaks MX:\n{text}"
+    );
 
     let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", s.ports.submission), "--tls"])
-        .args(["--auth", "LOGIN", "--auth-user", "alice@example.org", "--auth-password", "alice-pw"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", s.ports.submission),
+            "--tls",
+        ])
+        .args([
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "alice@example.org",
+            "--auth-password",
+            "alice-pw",
+        ])
         .args(["--from", "alice@example.org", "--to", "bob@example.org"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("235 2.7.0"), "swaks submission STARTTLS AUTH:\n{text}");
+    assert!(
+        out.status.success() && text.contains("235 2.7.0"),
+        "swaks submission STARTTLS AUTH:\n{text}"
+    );
 
     let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", s.ports.submissions), "--tlsc"])
-        .args(["--auth", "PLAIN", "--auth-user", "bob@example.org", "--auth-password", "bob-pw"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", s.ports.submissions),
+            "--tlsc",
+        ])
+        .args([
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob@example.org",
+            "--auth-password",
+            "bob-pw",
+        ])
         .args(["--from", "bob@example.org", "--to", "alice@example.org"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("250 2.0.0"), "swaks submissions:\n{text}");
+    assert!(
+        out.status.success() && text.contains("250 2.0.0"),
+        "swaks submissions:\n{text}"
+    );
 
     let mail = s.dir.path().join("mail.txt");
-    std::fs::write(&mail, "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: via curl\r\n\r\nhi\r\n").unwrap();
+    std::fs::write(
+        &mail,
+        "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: via curl\r\n\r\nhi\r\n",
+    )
+    .unwrap();
     let out = Command::new("curl")
-        .args(["-sS", "--ssl-reqd", "-k", &format!("smtp://127.0.0.1:{}", s.ports.submission)])
-        .args(["--user", "alice@example.org:alice-pw", "--mail-from", "alice@example.org"])
+        .args([
+            "-sS",
+            "--ssl-reqd",
+            "-k",
+            &format!("smtp://127.0.0.1:{}", s.ports.submission),
+        ])
+        .args([
+            "--user",
+            "alice@example.org:alice-pw",
+            "--mail-from",
+            "alice@example.org",
+        ])
         .args(["--mail-rcpt", "bob@example.org", "--upload-file"])
         .arg(&mail)
         .output()
         .unwrap();
-    assert!(out.status.success(), "curl smtp STARTTLS: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl smtp STARTTLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new("curl")
-        .args(["-sS", "-k", &format!("smtps://127.0.0.1:{}", s.ports.submissions)])
-        .args(["--user", "alice@example.org:alice-pw", "--mail-from", "alice@example.org"])
+        .args([
+            "-sS",
+            "-k",
+            &format!("smtps://127.0.0.1:{}", s.ports.submissions),
+        ])
+        .args([
+            "--user",
+            "alice@example.org:alice-pw",
+            "--mail-from",
+            "alice@example.org",
+        ])
         .args(["--mail-rcpt", "carol@example.org", "--upload-file"])
         .arg(&mail)
         .output()
         .unwrap();
-    assert!(out.status.success(), "curl smtps: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl smtps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Opens an MX session through to DATA for alice.
@@ -82,14 +154,22 @@ fn smuggling_variants_never_end_data() {
         let mut r = mx_data(&s);
         let mut payload = b"Subject: smuggle\r\n\r\nbody".to_vec();
         payload.extend_from_slice(variant);
-        payload.extend_from_slice(b"MAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nsmuggled\r\n");
+        payload.extend_from_slice(
+            b"MAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nsmuggled\r\n",
+        );
         r.send(&payload);
         // The real end: the whole thing must be refused as one message, not two.
         r.send(b"\r\n.\r\n");
         let reply = r.smtp_reply();
-        assert!(reply.starts_with("5"), "variant {variant:?}: end of data got {reply:?}");
+        assert!(
+            reply.starts_with("5"),
+            "variant {variant:?}: end of data got {reply:?}"
+        );
         r.send(b"NOOP\r\n");
-        assert!(r.smtp_reply().starts_with("250"), "session usable after rejection");
+        assert!(
+            r.smtp_reply().starts_with("250"),
+            "session usable after rejection"
+        );
         r.send(b"QUIT\r\n");
         assert!(r.smtp_reply().starts_with("221"));
     }
@@ -112,7 +192,10 @@ fn starttls_injection_is_discarded() {
         })
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("221"), "openssl s_client -starttls smtp works:\n{text}");
+    assert!(
+        text.contains("221"),
+        "openssl s_client -starttls smtp works:\n{text}"
+    );
 
     // The injection: commands pipelined in the same packet as STARTTLS must never run.
     let mut r = Raw::connect(s.ports.smtp);
@@ -124,7 +207,9 @@ fn starttls_injection_is_discarded() {
     assert!(reply.starts_with("220"), "{reply}");
     // Whatever we read now must be TLS (a ServerHello is only sent after our ClientHello), never
     // a plaintext reply to the injected commands.
-    r.r.get_ref().set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+    r.r.get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
     let leaked = r.line();
     assert!(leaked.is_empty(), "plaintext after STARTTLS: {leaked:?}");
 }
@@ -149,7 +234,10 @@ fn relay_attempts_are_refused() {
     ] {
         r.send(format!("RCPT TO:{rcpt}\r\n").as_bytes());
         let reply = r.smtp_reply();
-        assert!(reply.starts_with("550 5.7.1") || reply.starts_with("501") || reply.starts_with("553"), "{rcpt}: {reply}");
+        assert!(
+            reply.starts_with("550 5.7.1") || reply.starts_with("501") || reply.starts_with("553"),
+            "{rcpt}: {reply}"
+        );
     }
     r.send(b"RCPT TO:<nobody@example.org>\r\n");
     assert!(r.smtp_reply().starts_with("550 5.1.1"));

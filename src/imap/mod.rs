@@ -1,4 +1,4 @@
 //! IMAP: sans-IO parser and session, and the network driver.
 
-pub mod section;
 pub mod driver;
+pub mod section;

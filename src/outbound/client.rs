@@ -116,7 +116,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -124,7 +129,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -166,12 +176,19 @@ pub struct Attempt<'a> {
 /// Runs the attempt; per-recipient outcomes, or an error for the whole attempt.
 pub async fn send(a: Attempt<'_>) -> Result<Vec<Outcome>, AttemptError> {
     let stream = glommio::timer::timeout(Duration::from_secs(30), async {
-        glommio::net::TcpStream::connect(a.addr).await.map_err(|e| glommio::GlommioError::from(std::io::Error::from(e)))
+        glommio::net::TcpStream::connect(a.addr)
+            .await
+            .map_err(|e| glommio::GlommioError::from(std::io::Error::from(e)))
     })
     .await
     .map_err(std::io::Error::from)?;
-    stream.set_read_timeout(Some(Duration::from_secs(300))).map_err(std::io::Error::from)?;
-    let mut c = Client { io: stream, buf: Vec::new() };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .map_err(std::io::Error::from)?;
+    let mut c = Client {
+        io: stream,
+        buf: Vec::new(),
+    };
     let greet = c.reply().await?;
     if greet.code != 220 {
         return Err(AttemptError::Refused(greet));
@@ -180,13 +197,23 @@ pub async fn send(a: Attempt<'_>) -> Result<Vec<Outcome>, AttemptError> {
     if !ehlo.is_ok() {
         return Err(AttemptError::Refused(ehlo));
     }
-    if ehlo.text.to_ascii_uppercase().split_whitespace().any(|w| w == "STARTTLS") {
+    if ehlo
+        .text
+        .to_ascii_uppercase()
+        .split_whitespace()
+        .any(|w| w == "STARTTLS")
+    {
         let r = c.cmd("STARTTLS").await?;
         if r.code == 220 {
             let name = rustls::pki_types::ServerName::try_from(a.host.to_string())
                 .map_err(|e| AttemptError::Protocol(e.to_string()))?;
-            let tls = futures_rustls::TlsConnector::from(a.tls.clone()).connect(name, c.io).await?;
-            let mut t = Client { io: tls, buf: Vec::new() };
+            let tls = futures_rustls::TlsConnector::from(a.tls.clone())
+                .connect(name, c.io)
+                .await?;
+            let mut t = Client {
+                io: tls,
+                buf: Vec::new(),
+            };
             let ehlo = t.cmd(&format!("EHLO {}", a.helo)).await?;
             if !ehlo.is_ok() {
                 return Err(AttemptError::Refused(ehlo));
@@ -197,7 +224,10 @@ pub async fn send(a: Attempt<'_>) -> Result<Vec<Outcome>, AttemptError> {
     transaction(&mut c, &a).await
 }
 
-async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>, a: &Attempt<'_>) -> Result<Vec<Outcome>, AttemptError> {
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Client<S>,
+    a: &Attempt<'_>,
+) -> Result<Vec<Outcome>, AttemptError> {
     let r = c.cmd(&format!("MAIL FROM:<{}>", a.from)).await?;
     if !r.is_ok() {
         return Err(AttemptError::Refused(r));

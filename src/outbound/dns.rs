@@ -39,7 +39,8 @@ pub fn mail_exchangers(domain: &str) -> Result<Vec<String>, DnsError> {
         domain: domain.into(),
         message: m,
     };
-    let name = Name::from_ascii(format!("{}.", domain.trim_end_matches('.'))).map_err(|e| DnsError::NoMail(format!("{domain} ({e})")))?;
+    let name = Name::from_ascii(format!("{}.", domain.trim_end_matches('.')))
+        .map_err(|e| DnsError::NoMail(format!("{domain} ({e})")))?;
     let mut msg = Message::new();
     msg.set_id(rand::random())
         .set_message_type(MessageType::Query)
@@ -48,7 +49,8 @@ pub fn mail_exchangers(domain: &str) -> Result<Vec<String>, DnsError> {
         .add_query(Query::query(name, RecordType::MX));
     let wire = msg.to_vec().map_err(|e| temp(e.to_string()))?;
     let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| temp(e.to_string()))?;
-    sock.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| temp(e.to_string()))?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| temp(e.to_string()))?;
     let ns = nameserver();
     let mut buf = [0u8; 4096];
     let mut last = String::from("no answer");
@@ -90,7 +92,10 @@ pub fn mail_exchangers(domain: &str) -> Result<Vec<String>, DnsError> {
                 if mx.is_empty() {
                     return Ok(vec![domain.to_string()]);
                 }
-                Ok(mx.into_iter().map(|(_, h)| h.trim_end_matches('.').to_string()).collect())
+                Ok(mx
+                    .into_iter()
+                    .map(|(_, h)| h.trim_end_matches('.').to_string())
+                    .collect())
             }
             code => Err(temp(format!("resolver answered {code}"))),
         };

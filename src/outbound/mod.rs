@@ -15,12 +15,26 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Retry schedule after each failed attempt; past the end, the message bounces.
-const BACKOFF: &[u64] = &[60, 300, 900, 1800, 3600, 3600, 7200, 7200, 14400, 14400, 28800, 28800, 28800, 28800, 28800, 28800, 28800, 28800, 28800];
+const BACKOFF: &[u64] = &[
+    60, 300, 900, 1800, 3600, 3600, 7200, 7200, 14400, 14400, 28800, 28800, 28800, 28800, 28800,
+    28800, 28800, 28800, 28800,
+];
 
 /// Queues a message for outbound delivery; resolves after it is durable.
-pub async fn enqueue(exec: &Exec, from: &str, rcpts: &[String], prefix: Bytes, body: Bytes) -> Result<u64, String> {
-    let shard = exec.any_local_shard().ok_or("this executor owns no shard")?;
-    let id = shard.queue_add(from, rcpts, &[prefix, body]).await.map_err(|e| e.to_string())?;
+pub async fn enqueue(
+    exec: &Exec,
+    from: &str,
+    rcpts: &[String],
+    prefix: Bytes,
+    body: Bytes,
+) -> Result<u64, String> {
+    let shard = exec
+        .any_local_shard()
+        .ok_or("this executor owns no shard")?;
+    let id = shard
+        .queue_add(from, rcpts, &[prefix, body])
+        .await
+        .map_err(|e| e.to_string())?;
     WAKE.with(|w| {
         if let Some(w) = w.borrow_mut().take() {
             w.wake();
@@ -56,7 +70,8 @@ pub async fn run(exec: Rc<Exec>) {
                     }
                     r.running = true;
                 }
-                let (exec, state, tls, shard) = (exec.clone(), state.clone(), tls.clone(), shard.clone());
+                let (exec, state, tls, shard) =
+                    (exec.clone(), state.clone(), tls.clone(), shard.clone());
                 glommio::spawn_local(async move {
                     let attempts = state.borrow().get(&key).map(|r| r.attempts).unwrap_or(0);
                     let done = attempt(&exec, &shard, &item, attempts, tls).await;
@@ -65,7 +80,10 @@ pub async fn run(exec: Rc<Exec>) {
                         st.remove(&key);
                     } else if let Some(r) = st.get_mut(&key) {
                         r.running = false;
-                        r.next = Some(Instant::now() + Duration::from_secs(BACKOFF[r.attempts.min(BACKOFF.len() - 1)]));
+                        r.next = Some(
+                            Instant::now()
+                                + Duration::from_secs(BACKOFF[r.attempts.min(BACKOFF.len() - 1)]),
+                        );
                         r.attempts += 1;
                     }
                 })
@@ -86,7 +104,13 @@ pub async fn run(exec: Rc<Exec>) {
 }
 
 /// One attempt at one queue item. Returns true when the item is finished (delivered, bounced).
-async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueItem, attempts: usize, tls: std::sync::Arc<rustls::ClientConfig>) -> bool {
+async fn attempt(
+    exec: &Rc<Exec>,
+    shard: &storage::Shard,
+    item: &storage::QueueItem,
+    attempts: usize,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> bool {
     let body = match shard.read_body(item.body).await {
         Ok(b) => b,
         Err(e) => {
@@ -97,7 +121,10 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
     let cfg = &exec.shared.cfg;
     let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &item.rcpts {
-        let d = r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let d = r
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
         by_domain.entry(d).or_default().push(r.clone());
     }
     let mut failed: Vec<(String, String)> = Vec::new();
@@ -107,7 +134,9 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
             Some(h) => Ok(vec![h.clone()]),
             None => {
                 let d = domain.clone();
-                glommio::executor().spawn_blocking(move || dns::mail_exchangers(&d)).await
+                glommio::executor()
+                    .spawn_blocking(move || dns::mail_exchangers(&d))
+                    .await
             }
         };
         let hosts = match hosts {
@@ -128,7 +157,10 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
                 Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), host.clone()),
                 _ => (host.clone(), format!("{host}:25")),
             };
-            let addrs: Vec<SocketAddr> = match glommio::executor().spawn_blocking(move || target.to_socket_addrs().map(|a| a.collect::<Vec<_>>())).await {
+            let addrs: Vec<SocketAddr> = match glommio::executor()
+                .spawn_blocking(move || target.to_socket_addrs().map(|a| a.collect::<Vec<_>>()))
+                .await
+            {
                 Ok(a) => a,
                 Err(e) => {
                     last_err = format!("{name}: {e}");
@@ -136,14 +168,29 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
                 }
             };
             for addr in addrs {
-                let a = client::Attempt { addr, host: &name, helo: &cfg.server.hostname, from: &item.sender, rcpts: &rcpts, body: &body, tls: tls.clone() };
+                let a = client::Attempt {
+                    addr,
+                    host: &name,
+                    helo: &cfg.server.hostname,
+                    from: &item.sender,
+                    rcpts: &rcpts,
+                    body: &body,
+                    tls: tls.clone(),
+                };
                 match client::send(a).await {
                     Ok(o) => {
                         outcome = Some(o);
                         break;
                     }
                     Err(client::AttemptError::Refused(r)) if r.code >= 500 => {
-                        outcome = Some(rcpts.iter().map(|_| client::Outcome::Permanent(format!("{} {}", r.code, r.text))).collect());
+                        outcome = Some(
+                            rcpts
+                                .iter()
+                                .map(|_| {
+                                    client::Outcome::Permanent(format!("{} {}", r.code, r.text))
+                                })
+                                .collect(),
+                        );
                         break;
                     }
                     Err(e) => last_err = format!("{name}: {e}"),
@@ -157,7 +204,9 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
             Some(o) => {
                 for (r, o) in rcpts.iter().zip(o) {
                     match o {
-                        client::Outcome::Delivered => tracing::info!(id = item.id, rcpt = %r, "delivered"),
+                        client::Outcome::Delivered => {
+                            tracing::info!(id = item.id, rcpt = %r, "delivered")
+                        }
                         client::Outcome::Permanent(why) => failed.push((r.clone(), why)),
                         client::Outcome::Temporary(why) => retry.push((r.clone(), why)),
                     }
@@ -184,10 +233,27 @@ async fn attempt(exec: &Rc<Exec>, shard: &storage::Shard, item: &storage::QueueI
     }
     if !failed.is_empty() && !item.sender.is_empty() {
         let now = crate::delivery::rfc5322_date(crate::delivery::unix_now());
-        let dsn = Bytes::from(dsn::bounce(&cfg.server.hostname, &item.sender, &failed, &body, &now));
-        let r = match exec.accounts().resolve(&item.sender, |d| cfg.is_local_domain(d)) {
-            crate::accounts::Resolution::Local(accts) => crate::delivery::deliver(exec, Bytes::new(), dsn, &accts).await.map_err(|e| e.to_string()),
-            _ => shard.queue_add("", std::slice::from_ref(&item.sender), &[dsn]).await.map(|_| ()).map_err(|e| e.to_string()),
+        let dsn = Bytes::from(dsn::bounce(
+            &cfg.server.hostname,
+            &item.sender,
+            &failed,
+            &body,
+            &now,
+        ));
+        let r = match exec
+            .accounts()
+            .resolve(&item.sender, |d| cfg.is_local_domain(d))
+        {
+            crate::accounts::Resolution::Local(accts) => {
+                crate::delivery::deliver(exec, Bytes::new(), dsn, &accts)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            _ => shard
+                .queue_add("", std::slice::from_ref(&item.sender), &[dsn])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         };
         if let Err(e) = r {
             tracing::error!(id = item.id, error = %e, "cannot store bounce");

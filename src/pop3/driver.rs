@@ -1,10 +1,243 @@
-//! The network driver (stub until the session lands).
-use crate::config::Listener;
-use crate::net::Conn;
-use crate::server::Exec;
-use std::rc::Rc;
+//! The POP3 network driver: feeds socket bytes to the sans-IO [`Session`], performs its actions
+//! against the account's shard, and moves the connection to the owning executor after login.
 
-/// Serves one connection.
-pub async fn serve(_exec: Rc<Exec>, _kind: Listener, conn: Conn) {
+use super::{
+    Action, Event, FetchError, Maildrop, MaildropEntry, MaildropError, Pop3Config, Session,
+    Transport,
+};
+use crate::config::Listener;
+use crate::metrics::{self, Metric};
+use crate::net::{Conn, ConnParts};
+use crate::server::{executor::Handoff, Exec};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+const READ_CHUNK: usize = 8192;
+
+/// Serves one POP3 connection from its greeting.
+pub async fn serve(exec: Rc<Exec>, kind: Listener, conn: Conn) {
+    let cfg = Arc::new(Pop3Config {
+        hostname: exec.shared.cfg.server.hostname.clone(),
+        stls_available: true,
+        ..Pop3Config::default()
+    });
+    let transport = if kind.implicit_tls() {
+        Transport::ImplicitTls
+    } else {
+        Transport::Plaintext
+    };
+    let session = Session::new(cfg, transport);
+    run(exec, conn, session, Vec::new(), None).await;
+}
+
+/// A POP3 connection on its way to the account's executor.
+struct Pop3Handoff {
+    parts: ConnParts,
+    session: Session,
+    inbuf: Vec<u8>,
+    pending: Action,
+}
+
+impl Handoff for Pop3Handoff {
+    fn start(self: Box<Self>, exec: Rc<Exec>) {
+        let h = *self;
+        glommio::spawn_local(async move {
+            let _guard = exec.session_guard();
+            let conn = Conn::from_parts(h.parts);
+            run(exec, conn, h.session, h.inbuf, Some(h.pending)).await;
+        })
+        .detach();
+    }
+}
+
+/// Releases the exclusive maildrop lock when the session ends, however it ends.
+struct MaildropLock {
+    exec: Rc<Exec>,
+    account: String,
+}
+
+impl Drop for MaildropLock {
+    fn drop(&mut self) {
+        self.exec.maildrop_locks.borrow_mut().remove(&self.account);
+    }
+}
+
+async fn run(
+    exec: Rc<Exec>,
+    mut conn: Conn,
+    mut session: Session,
+    mut inbuf: Vec<u8>,
+    mut pending: Option<Action>,
+) {
+    let mut lock: Option<MaildropLock> = None;
+    let mut started = Instant::now();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let event = match pending.take() {
+            Some(a) => Event::Action(a),
+            None => {
+                let p = session.process(&inbuf);
+                inbuf.drain(..p.consumed);
+                p.event
+            }
+        };
+        match event {
+            Event::NeedInput => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        metrics::incr(metrics::Counter::BytesIn, n as u64);
+                        inbuf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                started = Instant::now();
+            }
+            Event::Flush => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+            }
+            Event::Completed(kind) => {
+                metrics::record(Metric::from_pop3_command(kind.as_str()), started.elapsed());
+                started = Instant::now();
+            }
+            Event::Action(Action::Authenticate { user, password }) => {
+                let account = exec.authenticate(conn.peer().ip(), &user, &password).await;
+                if session.auth_result(account).is_err() {
+                    break;
+                }
+            }
+            Event::Action(Action::OpenMaildrop { account }) => {
+                if !exec.owns_account(&account) {
+                    let Ok(parts) = conn.into_parts() else { return };
+                    let pending = Action::OpenMaildrop {
+                        account: account.clone(),
+                    };
+                    let h = Box::new(Pop3Handoff {
+                        parts,
+                        session,
+                        inbuf,
+                        pending,
+                    });
+                    exec.hand_off(&account, h).await;
+                    return; // the owner runs the connection from here on
+                }
+                let r = open_maildrop(&exec, &account).await;
+                if r.is_ok() {
+                    lock = Some(MaildropLock {
+                        exec: exec.clone(),
+                        account: account.clone(),
+                    });
+                }
+                if session.maildrop_result(r).is_err() {
+                    break;
+                }
+            }
+            Event::Action(Action::Fetch { uid }) => {
+                let r = match lock.as_ref() {
+                    Some(l) => fetch(&exec, &l.account, uid).await,
+                    None => Err(FetchError::Unavailable),
+                };
+                if session.body_result(r).is_err() {
+                    break;
+                }
+            }
+            Event::Action(Action::Commit { expunge }) => {
+                let ok = match (
+                    lock.as_ref(),
+                    lock.as_ref().and_then(|l| exec.local_shard(&l.account)),
+                ) {
+                    (Some(l), Some(shard)) => {
+                        match shard.expunge(&l.account, storage::INBOX, &expunge).await {
+                            Ok(_) => true,
+                            Err(e) => {
+                                tracing::error!(account = %l.account, error = %e, "POP3 expunge failed");
+                                false
+                            }
+                        }
+                    }
+                    _ => false,
+                };
+                if session.commit_result(ok).is_err() {
+                    break;
+                }
+            }
+            Event::AwaitingResult => break,
+            Event::StartTls => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                // RFC 2595: nothing the client pipelined after STLS may be acted on.
+                inbuf.clear();
+                if !crate::server::listeners::handshake(&exec, &mut conn).await
+                    || session.tls_established().is_err()
+                {
+                    break;
+                }
+            }
+            Event::Close => {
+                let _ = flush(&mut conn, &mut session).await;
+                break;
+            }
+        }
+    }
+    drop(lock);
     conn.close().await;
+}
+
+async fn flush(conn: &mut Conn, session: &mut Session) -> std::io::Result<()> {
+    let out = session.take_output();
+    if out.is_empty() {
+        return Ok(());
+    }
+    metrics::incr(metrics::Counter::BytesOut, out.len() as u64);
+    conn.write_all(&out).await
+}
+
+/// Locks the account's maildrop (RFC 1939 exclusive access) and snapshots its INBOX.
+async fn open_maildrop(exec: &Rc<Exec>, account: &str) -> Result<Maildrop, MaildropError> {
+    let shard = exec
+        .local_shard(account)
+        .ok_or(MaildropError::Unavailable)?;
+    if let Err(e) = shard.ensure_account(account).await {
+        tracing::error!(%account, error = %e, "cannot open account");
+        return Err(MaildropError::Unavailable);
+    }
+    if !exec.maildrop_locks.borrow_mut().insert(account.to_string()) {
+        return Err(MaildropError::InUse);
+    }
+    let drop = shard.with_mailbox(account, storage::INBOX, |mb| Maildrop {
+        uidvalidity: mb.uidvalidity(),
+        entries: mb
+            .messages()
+            .iter()
+            .map(|m| MaildropEntry {
+                uid: m.uid,
+                size: u64::from(m.size),
+            })
+            .collect(),
+    });
+    match drop {
+        Some(d) => Ok(d),
+        None => {
+            exec.maildrop_locks.borrow_mut().remove(account);
+            Err(MaildropError::Unavailable)
+        }
+    }
+}
+
+async fn fetch(exec: &Rc<Exec>, account: &str, uid: u32) -> Result<bytes::Bytes, FetchError> {
+    let shard = exec.local_shard(account).ok_or(FetchError::Unavailable)?;
+    let body = shard
+        .with_mailbox(account, storage::INBOX, |mb| mb.find(uid).map(|m| m.body))
+        .flatten()
+        .ok_or(FetchError::Gone)?;
+    shard.read_body(body).await.map_err(|e| {
+        tracing::error!(%account, uid, error = %e, "POP3 read failed");
+        FetchError::Unavailable
+    })
 }

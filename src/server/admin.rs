@@ -30,11 +30,17 @@ pub fn bind(exec: &Rc<Exec>) -> Result<Vec<glommio::Task<()>>, String> {
     let mut tasks = Vec::new();
     let path = metrics::admin_socket_path(&exec.shared.cfg.server.data_dir);
     let unix = metrics::bind_admin_socket(&path).map_err(|e| e.to_string())?;
-    tasks.push(glommio::spawn_local(metrics::serve_admin(unix, collector(exec))));
+    tasks.push(glommio::spawn_local(metrics::serve_admin(
+        unix,
+        collector(exec),
+    )));
     if let Some(addr) = exec.shared.cfg.listen.metrics {
         let tcp = glommio::net::TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
-        tasks.push(glommio::spawn_local(metrics::serve_http(tcp, collector(exec))));
+        tasks.push(glommio::spawn_local(metrics::serve_http(
+            tcp,
+            collector(exec),
+        )));
     }
     Ok(tasks)
 }

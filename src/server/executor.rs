@@ -61,6 +61,8 @@ pub struct Exec {
     pub maildrop_locks: RefCell<HashSet<String>>,
     /// Sessions running on this executor, for graceful shutdown.
     pub active_sessions: Cell<usize>,
+    /// Recent failed logins per client address, to slow down password guessing.
+    auth_failures: RefCell<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
 }
 
 impl Exec {
@@ -111,7 +113,8 @@ impl Exec {
             .spawn_blocking(move || match hash {
                 Some((a, h)) => crate::accounts::verify_password(&h, &password).then_some(a),
                 None => {
-                    let _ = crate::accounts::verify_password(crate::accounts::DUMMY_HASH, &password);
+                    let _ =
+                        crate::accounts::verify_password(crate::accounts::DUMMY_HASH, &password);
                     None
                 }
             })
@@ -121,6 +124,48 @@ impl Exec {
             crate::metrics::incr(crate::metrics::Counter::AuthFailures, 1);
         }
         ok
+    }
+
+    /// Verifies credentials for a client; a failure is answered only after a delay that grows
+    /// with the recent failures from the same address (1 s, 2 s, ... up to 8 s; forgotten
+    /// after 15 minutes).
+    pub async fn authenticate(
+        &self,
+        peer: std::net::IpAddr,
+        user: &str,
+        password: &str,
+    ) -> Option<String> {
+        let ok = self.verify_password(user, password).await;
+        if ok.is_none() {
+            let delay = {
+                let mut map = self.auth_failures.borrow_mut();
+                if map.len() > 100_000 {
+                    map.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(900));
+                }
+                let e = map.entry(peer).or_insert((0, std::time::Instant::now()));
+                if e.1.elapsed() > Duration::from_secs(900) {
+                    e.0 = 0;
+                }
+                e.0 = e.0.saturating_add(1);
+                e.1 = std::time::Instant::now();
+                Duration::from_secs(u64::from(e.0.min(8)))
+            };
+            glommio::timer::sleep(delay).await;
+        }
+        ok
+    }
+
+    /// Whether `account`'s shard is owned by this executor.
+    pub fn owns_account(&self, account: &str) -> bool {
+        self.owner_of(self.shard_of(account)) == self.id()
+    }
+
+    /// Hands an authenticated connection to the executor that owns `account`'s shard.
+    pub async fn hand_off(&self, account: &str, h: Box<dyn Handoff>) {
+        let owner = self.owner_of(self.shard_of(account));
+        if let Err(e) = self.ctx.call(owner, Req::Handoff(h)).await {
+            tracing::error!(owner, error = %e, "connection handoff failed");
+        }
     }
 
     /// Marks a session started; the guard marks it ended.
@@ -155,7 +200,8 @@ async fn handle(exec: Rc<Exec>, req: Req) -> Resp {
             accounts,
             internal_date,
         } => {
-            let r = crate::delivery::deliver_local(&exec, shard, &parts, &accounts, internal_date).await;
+            let r = crate::delivery::deliver_local(&exec, shard, &parts, &accounts, internal_date)
+                .await;
             Resp::Delivered(r.map_err(|e| e.to_string()))
         }
         Req::Handoff(h) => {
@@ -197,6 +243,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         accounts: RefCell::new(accounts),
         maildrop_locks: RefCell::new(HashSet::new()),
         active_sessions: Cell::new(0),
+        auth_failures: RefCell::new(HashMap::new()),
     });
     {
         let exec = exec.clone();
@@ -222,7 +269,11 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
     };
     let outbound = glommio::spawn_local(crate::outbound::run(exec.clone()));
     if id == 0 {
-        tracing::info!(executors = shared.executors, shards = shared.shards, "ringpost ready");
+        tracing::info!(
+            executors = shared.executors,
+            shards = shared.shards,
+            "ringpost ready"
+        );
     }
     shared.shutdown.wait().await;
     drop(listeners);

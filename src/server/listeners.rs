@@ -19,8 +19,8 @@ pub struct Listeners {
 pub fn bind_all(exec: &Rc<Exec>) -> Result<Listeners, String> {
     let mut tasks = Vec::new();
     for (kind, addr) in exec.shared.cfg.listen.all() {
-        let listener =
-            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({}): {e}", kind.name()))?;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} ({}): {e}", kind.name()))?;
         let exec = exec.clone();
         tasks.push(glommio::spawn_local(accept_loop(exec, kind, listener)));
     }
@@ -42,22 +42,26 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
             }
         };
         let exec = exec.clone();
-        let span = tracing::debug_span!("conn", listener = kind.name(), peer = ?stream.peer_addr().ok());
-        glommio::spawn_local(tracing::Instrument::instrument(async move {
-            let _guard = exec.session_guard();
-            metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
-            metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), 1);
-            let conn = match Conn::new(stream) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "connection lost before start");
-                    metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
-                    return;
-                }
-            };
-            serve_connection(exec, kind, conn).await;
-            metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
-        }, span))
+        let span =
+            tracing::debug_span!("conn", listener = kind.name(), peer = ?stream.peer_addr().ok());
+        glommio::spawn_local(tracing::Instrument::instrument(
+            async move {
+                let _guard = exec.session_guard();
+                metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
+                metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), 1);
+                let conn = match Conn::new(stream) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "connection lost before start");
+                        metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
+                        return;
+                    }
+                };
+                serve_connection(exec, kind, conn).await;
+                metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
+            },
+            span,
+        ))
         .detach();
     }
 }

@@ -4,8 +4,8 @@
 //! on the main thread, then starts the executors. Each executor opens the shards it owns
 //! (recovery), binds every listener with SO_REUSEPORT and accepts until shutdown.
 
-pub mod executor;
 pub mod admin;
+pub mod executor;
 pub mod listeners;
 
 use crate::config::{Config, Source};
@@ -96,8 +96,8 @@ pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
         true,
     )?;
     let tls = crate::tls::server_config(&cert, &key)?;
-    let shutdown =
-        shards::Shutdown::install_signal_handler().map_err(|e| ServerError::Signals(e.to_string()))?;
+    let shutdown = shards::Shutdown::install_signal_handler()
+        .map_err(|e| ServerError::Signals(e.to_string()))?;
     let executors = cfg.executor_count();
     match &source {
         Source::File(p) => tracing::info!(config = %p.display(), "config loaded"),
@@ -138,14 +138,23 @@ pub struct StorageMetrics;
 
 impl storage::StorageObserver for StorageMetrics {
     fn append(&self, micros: u64) {
-        crate::metrics::record(crate::metrics::Metric::StorageAppend, std::time::Duration::from_micros(micros));
+        crate::metrics::record(
+            crate::metrics::Metric::StorageAppend,
+            std::time::Duration::from_micros(micros),
+        );
     }
     fn commit(&self, records: usize, _bytes: usize, fdatasync_micros: u64) {
         use crate::metrics::{record, record_value, Metric};
-        record(Metric::StorageFdatasync, std::time::Duration::from_micros(fdatasync_micros));
+        record(
+            Metric::StorageFdatasync,
+            std::time::Duration::from_micros(fdatasync_micros),
+        );
         record_value(Metric::StorageGroupCommitSize, records as u64);
     }
     fn read(&self, micros: u64) {
-        crate::metrics::record(crate::metrics::Metric::StorageRead, std::time::Duration::from_micros(micros));
+        crate::metrics::record(
+            crate::metrics::Metric::StorageRead,
+            std::time::Duration::from_micros(micros),
+        );
     }
 }

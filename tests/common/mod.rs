@@ -15,7 +15,11 @@ pub fn bin() -> &'static str {
 
 /// A free loopback port (bound then released; collisions are retried by the caller).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Ports of one server.
@@ -115,7 +119,11 @@ metrics = "127.0.0.1:{p.metrics}"
         };
         for (u, p) in USERS {
             let out = s.cli_stdin(&["user", "add", u, "--password-stdin"], &format!("{p}\n"));
-            assert!(out.status.success(), "user add {u}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "user add {u}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         s
     }
@@ -153,7 +161,11 @@ metrics = "127.0.0.1:{p.metrics}"
 
     /// (Re)starts the server process.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -164,7 +176,12 @@ metrics = "127.0.0.1:{p.metrics}"
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        for port in [self.ports.smtp, self.ports.imap, self.ports.pop3, self.ports.submissions] {
+        for port in [
+            self.ports.smtp,
+            self.ports.imap,
+            self.ports.pop3,
+            self.ports.submissions,
+        ] {
             loop {
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                     panic!("server exited early ({status}):\n{}", self.log_text());
@@ -172,7 +189,11 @@ metrics = "127.0.0.1:{p.metrics}"
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;
                 }
-                assert!(Instant::now() < deadline, "server did not start:\n{}", self.log_text());
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not start:\n{}",
+                    self.log_text()
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -226,7 +247,9 @@ metrics = "127.0.0.1:{p.metrics}"
 
     /// Runs a client script and returns its raw output.
     pub fn python_output(&self, script: &str, args: &[&str]) -> Output {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients")
+            .join(script);
         Command::new("python3")
             .arg(path)
             .args(args)
@@ -284,7 +307,9 @@ impl Raw {
     pub fn connect(port: u16) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw { r: BufReader::new(s) }
+        Raw {
+            r: BufReader::new(s),
+        }
     }
 
     /// Sends raw bytes.
