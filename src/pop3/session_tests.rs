@@ -1023,7 +1023,10 @@ proptest! {
         login_first in any::<bool>(),
         chunks in proptest::collection::vec(chunk(), 0..30),
         answers in proptest::collection::vec(any::<u8>(), 8),
-        body in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), any::<u8>()], 0..300),
+        body in proptest::collection::vec(
+            prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), any::<u8>()],
+            0..300,
+        ),
     ) {
         // Half the cases try to log in first (over TLS) so that TRANSACTION gets fuzzed too.
         let transport = if tls || login_first {
