@@ -291,54 +291,48 @@ fn parse_line(line: &[u8]) -> Result<Command<'_>, ParseError> {
             ParseError::Unknown
         });
     }
-    let kw = |name: &[u8]| keyword.eq_ignore_ascii_case(name);
-    if kw(b"PASS") {
-        // RFC 1939: "the POP3 server may treat spaces in the argument as part of the password".
-        if rest.is_empty() {
-            return Err(ParseError::MissingArgument);
-        }
-        return Ok(Command::Pass(rest));
+    // Keywords are 3 or 4 letters, case-insensitive: upper-case into a fixed array and match.
+    let mut upper = [0u8; 4];
+    let Some(upper) = upper.get_mut(..keyword.len()) else {
+        return Err(ParseError::Unknown);
+    };
+    for (u, k) in upper.iter_mut().zip(keyword) {
+        *u = k.to_ascii_uppercase();
     }
     let mut args = Args::new(rest);
-    let cmd = if kw(b"CAPA") {
-        Command::Capa
-    } else if kw(b"STLS") {
-        Command::Stls
-    } else if kw(b"USER") {
-        Command::User(args.required()?)
-    } else if kw(b"AUTH") {
-        Command::Auth {
+    let cmd = match &*upper {
+        b"PASS" => {
+            // RFC 1939: "the POP3 server may treat spaces in the argument as part of the
+            // password", so the argument is the rest of the line, verbatim.
+            if rest.is_empty() {
+                return Err(ParseError::MissingArgument);
+            }
+            return Ok(Command::Pass(rest));
+        }
+        b"CAPA" => Command::Capa,
+        b"STLS" => Command::Stls,
+        b"USER" => Command::User(args.required()?),
+        b"AUTH" => Command::Auth {
             mechanism: args.optional(),
             initial: args.optional(),
-        }
-    } else if kw(b"APOP") {
-        Command::Apop {
+        },
+        b"APOP" => Command::Apop {
             name: args.required()?,
             digest: args.required()?,
-        }
-    } else if kw(b"QUIT") {
-        Command::Quit
-    } else if kw(b"STAT") {
-        Command::Stat
-    } else if kw(b"LIST") {
-        Command::List(args.optional().map(number).transpose()?)
-    } else if kw(b"RETR") {
-        Command::Retr(number(args.required()?)?)
-    } else if kw(b"DELE") {
-        Command::Dele(number(args.required()?)?)
-    } else if kw(b"NOOP") {
-        Command::Noop
-    } else if kw(b"RSET") {
-        Command::Rset
-    } else if kw(b"TOP") {
-        Command::Top {
+        },
+        b"QUIT" => Command::Quit,
+        b"STAT" => Command::Stat,
+        b"LIST" => Command::List(args.optional().map(number).transpose()?),
+        b"RETR" => Command::Retr(number(args.required()?)?),
+        b"DELE" => Command::Dele(number(args.required()?)?),
+        b"NOOP" => Command::Noop,
+        b"RSET" => Command::Rset,
+        b"TOP" => Command::Top {
             msg: number(args.required()?)?,
             lines: number(args.required()?)?,
-        }
-    } else if kw(b"UIDL") {
-        Command::Uidl(args.optional().map(number).transpose()?)
-    } else {
-        return Err(ParseError::Unknown);
+        },
+        b"UIDL" => Command::Uidl(args.optional().map(number).transpose()?),
+        _ => return Err(ParseError::Unknown),
     };
     args.finish()?;
     Ok(cmd)

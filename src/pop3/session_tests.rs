@@ -1020,17 +1020,27 @@ proptest! {
     #[test]
     fn fuzz_never_panics(
         tls in any::<bool>(),
+        login_first in any::<bool>(),
         chunks in proptest::collection::vec(chunk(), 0..30),
         answers in proptest::collection::vec(any::<u8>(), 8),
-        body in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), any::<u8>()], 0..300),
+        body in proptest::collection::vec(
+            prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), any::<u8>()],
+            0..300,
+        ),
     ) {
-        let transport = if tls { Transport::ImplicitTls } else { Transport::Plaintext };
+        // Half the cases try to log in first (over TLS) so that TRANSACTION gets fuzzed too.
+        let transport = if tls || login_first {
+            Transport::ImplicitTls
+        } else {
+            Transport::Plaintext
+        };
         let mut s = Session::new(config(|_| {}), transport);
         let mut input: Vec<u8> = Vec::new();
         let mut wire: Vec<u8> = s.take_output().to_vec();
         let mut turn = 0usize;
         let mut answer = || { turn += 1; answers[turn % answers.len()] };
-        'outer: for chunk in chunks {
+        let prelude = login_first.then(|| b"USER alice\r\nPASS pw\r\n".to_vec());
+        'outer: for chunk in prelude.into_iter().chain(chunks) {
             input.extend_from_slice(&chunk);
             // Every call either consumes, completes, or asks for something: bound the loop.
             for _ in 0..10_000 {
@@ -1048,11 +1058,11 @@ proptest! {
                     }
                     Event::Close => break 'outer,
                     Event::Action(Action::Authenticate { .. }) => {
-                        let ok = answer() % 2 == 0;
+                        let ok = answer() % 4 != 0;
                         prop_assert!(s.auth_result(ok.then(|| "alice".to_string())).is_ok());
                     }
                     Event::Action(Action::OpenMaildrop { .. }) => {
-                        let r = match answer() % 3 {
+                        let r = match answer() % 5 {
                             0 => Err(MaildropError::InUse),
                             _ => Ok(maildrop()),
                         };
@@ -1079,7 +1089,7 @@ proptest! {
         // Every reply is complete: the server never leaves half a line.
         prop_assert!(wire.ends_with(b"\r\n"));
         // No plaintext session ever advertises or accepts a login.
-        if !tls && !s.is_tls() {
+        if !tls && !login_first && !s.is_tls() {
             prop_assert!(!s.is_authenticated());
         }
     }
