@@ -1,1 +1,5 @@
 //! SMTP: sans-IO parser and session, and the network driver.
+
+pub mod address;
+pub mod parser;
+pub mod reply;
