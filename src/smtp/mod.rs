@@ -1,5 +1,6 @@
 //! SMTP: sans-IO parser and session, and the network driver.
 
 pub mod address;
+pub mod data;
 pub mod parser;
 pub mod reply;
