@@ -2,5 +2,7 @@
 
 pub mod address;
 pub mod data;
+pub mod envelope;
 pub mod parser;
 pub mod reply;
+pub mod session;
