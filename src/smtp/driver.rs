@@ -1,10 +1,167 @@
-//! The network driver (stub until the session lands).
-use crate::config::Listener;
+//! The SMTP network driver: feeds socket bytes to the sans-IO [`Session`], runs its actions
+//! (TLS handshake, password check, durable delivery) and writes its replies.
+
+use super::envelope::{Envelope, QueueIdGenerator};
+use super::session::{Action, DeliveryError, Directory, ListenerKind, Resolution, Session, SessionConfig};
+use crate::accounts::{self, AccountDb};
+use crate::config::{Config, Listener};
+use crate::metrics::{self, Counter, Metric, RejectReason};
 use crate::net::Conn;
 use crate::server::Exec;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
-/// Serves one connection.
-pub async fn serve(_exec: Rc<Exec>, _kind: Listener, conn: Conn) {
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// Per-executor session configs, one per listener kind, sharing one queue-id generator.
+    static CONFIGS: RefCell<HashMap<Listener, Arc<SessionConfig>>> = RefCell::new(HashMap::new());
+}
+
+fn session_config(exec: &Exec, kind: Listener) -> Arc<SessionConfig> {
+    CONFIGS.with(|c| {
+        let mut c = c.borrow_mut();
+        let ids = c
+            .values()
+            .next()
+            .map(|cfg| cfg.queue_ids.clone())
+            .unwrap_or_else(|| Arc::new(QueueIdGenerator::new(exec.id() as u16)));
+        c.entry(kind)
+            .or_insert_with(|| {
+                let role = match kind {
+                    Listener::Submission => ListenerKind::Submission,
+                    Listener::Submissions => ListenerKind::Submissions,
+                    _ => ListenerKind::Mx,
+                };
+                let l = &exec.shared.cfg.limits;
+                let mut cfg = SessionConfig::new(exec.shared.cfg.server.hostname.clone(), role, ids);
+                cfg.max_message_size = usize::try_from(l.max_message_size).unwrap_or(usize::MAX);
+                cfg.max_recipients = l.max_recipients;
+                cfg.max_line_length = l.max_line_length;
+                Arc::new(cfg)
+            })
+            .clone()
+    })
+}
+
+/// The account database as the session's [`Directory`].
+struct Dir<'a> {
+    db: &'a AccountDb,
+    cfg: &'a Config,
+}
+
+impl Directory for Dir<'_> {
+    fn resolve(&self, addr: &str) -> Resolution {
+        match self.db.resolve(addr, |d| self.cfg.is_local_domain(d)) {
+            accounts::Resolution::Local(a) => Resolution::Local(a),
+            accounts::Resolution::UnknownLocal => Resolution::UnknownLocal,
+            accounts::Resolution::NonLocal => Resolution::NonLocal,
+        }
+    }
+
+    fn may_send_as(&self, account: &str, from: &str) -> bool {
+        self.db.may_send_as(account, from)
+    }
+}
+
+/// Serves one SMTP connection from its banner to QUIT.
+pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
+    let accepted = Instant::now();
+    let mut session = Session::new(session_config(&exec, kind), conn.peer().ip(), conn.is_tls());
+    session.greeting();
+    if flush(&mut conn, &mut session).await.is_err() {
+        return;
+    }
+    metrics::record(Metric::SmtpBanner, accepted.elapsed());
+    let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut started = Instant::now();
+    loop {
+        let db = exec.accounts();
+        let dir = Dir { db: &db, cfg: &exec.shared.cfg };
+        let p = session.feed(&inbuf, &dir);
+        inbuf.drain(..p.consumed);
+        for k in p.completed {
+            metrics::record(Metric::from_smtp_command(k.name()), started.elapsed());
+        }
+        match p.action {
+            None => {
+                if flush(&mut conn, &mut session).await.is_err() || session.wants_close() {
+                    break;
+                }
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        metrics::incr(Counter::BytesIn, n as u64);
+                        inbuf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                started = Instant::now();
+            }
+            Some(Action::StartTls) => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                // RFC 3207 §4.2: whatever the client pipelined after STARTTLS is dropped.
+                inbuf.clear();
+                let t = Instant::now();
+                if !crate::server::listeners::handshake(&exec, &mut conn).await {
+                    break;
+                }
+                session.tls_established();
+                metrics::record(Metric::SmtpStarttls, t.elapsed());
+            }
+            Some(Action::Authenticate { user, password, .. }) => {
+                let account = exec.authenticate(conn.peer().ip(), &user, &password).await;
+                let k = session.auth_result(account);
+                metrics::record(Metric::from_smtp_command(k.name()), started.elapsed());
+            }
+            Some(Action::Deliver(env)) => {
+                let r = deliver(&exec, &env).await;
+                match r {
+                    Ok(()) => metrics::incr(Counter::MessagesAccepted, 1),
+                    Err(_) => metrics::incr(Counter::MessagesRejected(RejectReason::Storage), 1),
+                }
+                let k = session.delivery_result(r);
+                metrics::record(Metric::from_smtp_command(k.name()), started.elapsed());
+            }
+        }
+    }
+    let _ = flush(&mut conn, &mut session).await;
     conn.close().await;
+}
+
+async fn flush(conn: &mut Conn, session: &mut Session) -> std::io::Result<()> {
+    if session.output().is_empty() {
+        return Ok(());
+    }
+    metrics::incr(Counter::BytesOut, session.output().len() as u64);
+    let r = conn.write_all(session.output()).await;
+    session.clear_output();
+    r
+}
+
+/// Stores a message for its local recipients and queues it for its remote ones; Ok only when
+/// everything is durable.
+async fn deliver(exec: &Rc<Exec>, env: &Envelope) -> Result<(), DeliveryError> {
+    let mut accounts: Vec<String> = env.rcpts_local.iter().flat_map(|r| r.accounts.iter().cloned()).collect();
+    accounts.sort();
+    accounts.dedup();
+    if !accounts.is_empty() {
+        if let Err(e) = crate::delivery::deliver(exec, env.prefix.clone(), env.body.clone(), &accounts).await {
+            tracing::error!(queue_id = %env.queue_id, error = %e, "local delivery failed");
+            return Err(DeliveryError::Temporary);
+        }
+    }
+    if !env.rcpts_remote.is_empty() {
+        if let Err(e) = crate::outbound::enqueue(exec, &env.from, &env.rcpts_remote, env.relay_prefix(), env.body.clone()).await {
+            tracing::error!(queue_id = %env.queue_id, error = %e, "queueing for relay failed");
+            return Err(DeliveryError::Temporary);
+        }
+    }
+    tracing::info!(queue_id = %env.queue_id, from = %env.from, local = accounts.len(), remote = env.rcpts_remote.len(), size = env.message_len(), "accepted");
+    Ok(())
 }
