@@ -92,20 +92,27 @@ log = "info"
 local = ["example.org", "example.net"]
 
 [listen]
-smtp = "127.0.0.1:{p.smtp}"
-submission = "127.0.0.1:{p.submission}"
-submissions = "127.0.0.1:{p.submissions}"
-imap = "127.0.0.1:{p.imap}"
-imaps = "127.0.0.1:{p.imaps}"
-pop3 = "127.0.0.1:{p.pop3}"
-pop3s = "127.0.0.1:{p.pop3s}"
-metrics = "127.0.0.1:{p.metrics}"
+smtp = "127.0.0.1:{smtp}"
+submission = "127.0.0.1:{submission}"
+submissions = "127.0.0.1:{submissions}"
+imap = "127.0.0.1:{imap}"
+imaps = "127.0.0.1:{imaps}"
+pop3 = "127.0.0.1:{pop3}"
+pop3s = "127.0.0.1:{pop3s}"
+metrics = "127.0.0.1:{metrics}"
 
 [limits]
 {limits}
 "#,
                 data = data.display(),
-                p = ports,
+                smtp = ports.smtp,
+                submission = ports.submission,
+                submissions = ports.submissions,
+                imap = ports.imap,
+                imaps = ports.imaps,
+                pop3 = ports.pop3,
+                pop3s = ports.pop3s,
+                metrics = ports.metrics,
             ),
         )
         .unwrap();
