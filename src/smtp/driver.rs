@@ -165,3 +165,37 @@ async fn deliver(exec: &Rc<Exec>, env: &Envelope) -> Result<(), DeliveryError> {
     tracing::info!(queue_id = %env.queue_id, from = %env.from, local = accounts.len(), remote = env.rcpts_remote.len(), size = env.message_len(), "accepted");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::envelope::QueueIdGenerator;
+    use super::super::session::*;
+    use std::sync::Arc;
+
+    struct NoUsers;
+    impl Directory for NoUsers {
+        fn resolve(&self, _: &str) -> Resolution {
+            Resolution::UnknownLocal
+        }
+        fn may_send_as(&self, _: &str, _: &str) -> bool {
+            false
+        }
+    }
+
+    /// A line longer than the limit, with the next command in the same read: 500, then the
+    /// next command is still answered.
+    #[test]
+    fn long_line_then_noop_in_one_buffer() {
+        let mut cfg = SessionConfig::new("h", ListenerKind::Mx, Arc::new(QueueIdGenerator::new(1)));
+        cfg.max_line_length = 4096;
+        let mut s = Session::new(Arc::new(cfg), "127.0.0.1".parse().unwrap(), false);
+        s.greeting();
+        s.clear_output();
+        let mut buf = vec![b'N'; 10_000];
+        buf.extend_from_slice(b"\r\nNOOP\r\n");
+        let p = s.feed(&buf, &NoUsers);
+        assert_eq!(p.consumed, buf.len());
+        let out = String::from_utf8_lossy(s.output()).to_string();
+        assert!(out.starts_with("500 5.5.2") && out.contains("\r\n250 2.0.0"), "{out}");
+    }
+}

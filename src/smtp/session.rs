@@ -398,10 +398,8 @@ impl Session {
                         pos += len;
                         self.line_too_long(false);
                     }
-                    Parsed::TooLong(None) => {
-                        pos = input.len();
-                        self.mode = Mode::SkipLine { sasl: false };
-                    }
+                    // SkipLine scans on for the LF, which may already be in this input.
+                    Parsed::TooLong(None) => self.mode = Mode::SkipLine { sasl: false },
                     Parsed::Complete { command, len } => {
                         pos += len;
                         action = self.command(command, dir);
@@ -414,10 +412,7 @@ impl Session {
                         self.mode = Mode::Command;
                         self.line_too_long(true);
                     }
-                    Line::TooLong(None) => {
-                        pos = input.len();
-                        self.mode = Mode::SkipLine { sasl: true };
-                    }
+                    Line::TooLong(None) => self.mode = Mode::SkipLine { sasl: true },
                     Line::Complete { line, len } => {
                         pos += len;
                         action = self.sasl_line(line);
