@@ -1243,6 +1243,16 @@ impl Shard {
     }
 
     #[cfg(test)]
+    pub(crate) fn snapshot_running(&self) -> bool {
+        self.snapshot_scheduled.get()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn since_snapshot(&self) -> u64 {
+        self.log.borrow().since_snapshot
+    }
+
+    #[cfg(test)]
     pub(crate) fn log_end(&self) -> Pos {
         self.log.borrow().end
     }
