@@ -94,7 +94,8 @@ impl MailboxIndex {
     pub fn uidvalidity(&self) -> u32 {
         self.uidvalidity
     }
-    /// UIDNEXT (of the messages already durable).
+    /// UIDNEXT as clients may see it: past the durable messages only.
+    #[allow(clippy::misnamed_getters)] // deliberately not `self.uidnext` (includes pending)
     pub fn uidnext(&self) -> u32 {
         self.visible_uidnext
     }
@@ -194,7 +195,8 @@ impl Index {
                 if self.accounts.contains_key(*account) {
                     return Err(format!("account {account} created twice"));
                 }
-                self.accounts.insert((*account).to_owned(), Account::default());
+                self.accounts
+                    .insert((*account).to_owned(), Account::default());
             }
             Record::MailboxCreated {
                 account,
@@ -544,7 +546,13 @@ mod tests {
             uids,
         };
         ix.apply(&exp(vec![2, 4], 10)).unwrap();
-        let uids: Vec<u32> = ix.mailbox("a", INBOX).unwrap().messages.iter().map(|m| m.uid).collect();
+        let uids: Vec<u32> = ix
+            .mailbox("a", INBOX)
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .collect();
         assert_eq!(uids, [1, 3]);
         assert!(ix.apply(&exp(vec![2], 11)).is_err(), "already gone");
     }

@@ -244,7 +244,10 @@ impl LogState {
     /// Enqueues a body record made of `parts`; returns where the body bytes are.
     pub(crate) fn push_body(&mut self, parts: &[Bytes]) -> BodyRef {
         let body_len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        assert!(body_len <= record::MAX_BODY_LEN, "body length checked by caller");
+        assert!(
+            body_len <= record::MAX_BODY_LEN,
+            "body length checked by caller"
+        );
         let at = self.reserve(record::body_frame_len(body_len));
         let (framed, _) = record::encode_body_into(self.chunk_for(at), parts);
         self.note_enqueued(at, framed);
@@ -322,7 +325,13 @@ mod tests {
         assert_eq!(seq, 1);
         assert_eq!(batch.records, 3);
         assert_eq!(batch.chunks.len(), 3);
-        assert_eq!(end, Pos { segment: 2, offset: 309 });
+        assert_eq!(
+            end,
+            Pos {
+                segment: 2,
+                offset: 309
+            }
+        );
         assert_eq!(log.ticket(), 1, "in-flight batch still covers everything");
     }
 }

@@ -124,7 +124,13 @@ mod tests {
     fn create_then_open_keeps_shard_count() {
         let dir = tempfile::tempdir().unwrap();
         let m = Manifest::open_or_create(dir.path(), 16).unwrap();
-        assert_eq!(m, Manifest { version: 1, shards: 16 });
+        assert_eq!(
+            m,
+            Manifest {
+                version: 1,
+                shards: 16
+            }
+        );
         // A later start with another count keeps the recorded one.
         assert_eq!(Manifest::open_or_create(dir.path(), 4).unwrap().shards, 16);
         assert_eq!(Manifest::open(dir.path()).unwrap().shards, 16);
@@ -153,7 +159,10 @@ mod tests {
         ] {
             fs::write(dir.path().join(FILE_NAME), bad).unwrap();
             assert!(
-                matches!(Manifest::open(dir.path()), Err(StorageError::Manifest { .. })),
+                matches!(
+                    Manifest::open(dir.path()),
+                    Err(StorageError::Manifest { .. })
+                ),
                 "{bad:?}"
             );
         }

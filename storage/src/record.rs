@@ -408,7 +408,7 @@ fn end_frame(buf: &mut [u8], start: usize) -> usize {
     let body = &buf[start + HEADER_LEN..];
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
     assert!(
-        len >= 1 && len <= MAX_RECORD_LEN,
+        (1..=MAX_RECORD_LEN).contains(&len),
         "record length {len} out of range"
     );
     let crc = crc32c::crc32c(body);
@@ -638,7 +638,10 @@ mod tests {
 
     #[test]
     fn body_frames_carry_parts_verbatim() {
-        let parts = [Bytes::from_static(b"Received: x\r\n"), Bytes::from_static(b"body")];
+        let parts = [
+            Bytes::from_static(b"Received: x\r\n"),
+            Bytes::from_static(b"body"),
+        ];
         let mut buf = vec![0xAA]; // frames need not start at 0
         let (n, body_len) = encode_body_into(&mut buf, &parts);
         assert_eq!(body_len, 17);
@@ -665,7 +668,10 @@ mod tests {
                 "flip at {i} undetected"
             );
         }
-        assert_eq!(check_frame(&buf[..5], 5), Frame::Invalid("truncated header"));
+        assert_eq!(
+            check_frame(&buf[..5], 5),
+            Frame::Invalid("truncated header")
+        );
         assert!(matches!(check_frame(&buf, n - 1), Frame::Invalid(_)));
         assert!(matches!(check_frame(&buf[..10], n), Frame::NeedMore(_)));
         assert_eq!(check_frame(&[0u8; 16], 16), Frame::Invalid("zero length"));

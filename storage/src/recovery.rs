@@ -62,7 +62,11 @@ pub(crate) async fn recover(dir: &Path, shard: u32) -> Result<Recovered, Storage
     for id in &ids {
         let path = dir.join(segment_name(*id));
         let f = open_segment(&path).await?;
-        sizes.push(f.file_size().await.map_err(|e| StorageError::io(&path, e))?);
+        sizes.push(
+            f.file_size()
+                .await
+                .map_err(|e| StorageError::io(&path, e))?,
+        );
         files.push(Rc::new(f));
     }
     let first_segment = ids.first().copied().unwrap_or(0);

@@ -594,7 +594,11 @@ impl Shard {
                 if to.starts_with(&prefix) {
                     return Err(StorageError::NotPermitted);
                 }
-                let acct = t.index.accounts.get(account).ok_or(StorageError::NotFound)?;
+                let acct = t
+                    .index
+                    .accounts
+                    .get(account)
+                    .ok_or(StorageError::NotFound)?;
                 for name in acct.mailboxes.keys() {
                     if let Some(rest) = name.strip_prefix(&prefix) {
                         let target = format!("{to}{HIERARCHY_DELIMITER}{rest}");
@@ -642,7 +646,11 @@ impl Shard {
         let name = canonical(name);
         let ticket = {
             let mut t = self.txn();
-            let acct = t.index.accounts.get(account).ok_or(StorageError::NotFound)?;
+            let acct = t
+                .index
+                .accounts
+                .get(account)
+                .ok_or(StorageError::NotFound)?;
             if acct.subscriptions.contains(name.as_ref()) != on {
                 t.record(&Record::Subscription {
                     account,

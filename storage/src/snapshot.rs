@@ -37,7 +37,8 @@ pub(crate) fn decode(shard: u32, bytes: &[u8]) -> Result<(Pos, Index), String> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err("not a snapshot of this format".into());
     }
-    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let u64_at = |i: usize| {
         let mut a = [0u8; 8];
         a.copy_from_slice(&bytes[i..i + 8]);
@@ -160,7 +161,7 @@ mod tests {
         for i in (0..bytes.len()).step_by(7) {
             let mut b = bytes.clone();
             b[i] ^= 1;
-            if i >= 36 && i < 40 {
+            if (36..40).contains(&i) {
                 continue; // reserved bytes
             }
             assert!(decode(1, &b).is_err(), "flip at {i}");

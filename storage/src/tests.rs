@@ -83,7 +83,9 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn uids(shard: &Shard, account: &str, mailbox: &str) -> Vec<u32> {
     shard
-        .with_mailbox(account, mailbox, |m| m.messages().iter().map(|m| m.uid).collect())
+        .with_mailbox(account, mailbox, |m| {
+            m.messages().iter().map(|m| m.uid).collect()
+        })
         .unwrap()
 }
 
@@ -118,7 +120,10 @@ fn random_bodies_round_trip_and_survive_reopen() {
         for (r, b) in refs.iter().zip(&bodies) {
             assert_eq!(shard.read_body(*r).await.unwrap(), *b);
         }
-        assert!(refs.iter().any(|r| r.segment() > 0), "bodies spanned segments");
+        assert!(
+            refs.iter().any(|r| r.segment() > 0),
+            "bodies spanned segments"
+        );
     });
 }
 
@@ -259,7 +264,14 @@ fn torn_tail_at_every_offset_is_cut_off() {
                     .filter(|b| *b <= cut || (complete && *b == after.offset))
                     .max()
                     .unwrap();
-                assert_eq!(shard.log_end(), Pos { segment: 0, offset: clean }, "cut at {cut}");
+                assert_eq!(
+                    shard.log_end(),
+                    Pos {
+                        segment: 0,
+                        offset: clean
+                    },
+                    "cut at {cut}"
+                );
                 // The shard keeps working after the cut and the next open sees it all.
                 let r = shard.deliver(&parts("after"), &["a@x"], 0).await.unwrap();
                 crash(shard).await;
@@ -321,8 +333,14 @@ fn flipped_byte_before_the_tail_refuses_to_open() {
                 }
                 other => panic!("{what}: expected Corrupt, got {other:?}"),
             }
-            let msg = Shard::open(&scratch, 0, opts()).await.unwrap_err().to_string();
-            assert!(msg.contains("00000000.seg") && msg.contains(&rec.to_string()), "{msg}");
+            let msg = Shard::open(&scratch, 0, opts())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("00000000.seg") && msg.contains(&rec.to_string()),
+                "{msg}"
+            );
         }
     });
 }
@@ -336,7 +354,10 @@ fn damage_in_an_earlier_segment_refuses_to_open() {
         o.segment_size = 4096;
         let shard = Shard::open(&data, 0, o.clone()).await.unwrap();
         for _ in 0..10 {
-            shard.deliver(&[Bytes::from(vec![7u8; 1500])], &["a@x"], 0).await.unwrap();
+            shard
+                .deliver(&[Bytes::from(vec![7u8; 1500])], &["a@x"], 0)
+                .await
+                .unwrap();
         }
         crash(shard).await;
         assert!(seg(&data, 2).exists());
@@ -385,7 +406,11 @@ async fn exercise(shard: &Shard, round: u32) {
     shard.ensure_account(a).await.unwrap();
     for i in 0..5 {
         shard
-            .deliver(&parts(&format!("r{round} m{i}")), &[a, "other@example.org"], i)
+            .deliver(
+                &parts(&format!("r{round} m{i}")),
+                &[a, "other@example.org"],
+                i,
+            )
             .await
             .unwrap();
     }
@@ -402,11 +427,24 @@ async fn exercise(shard: &Shard, round: u32) {
     let box_name = format!("box{round}");
     shard.create_mailbox(a, &box_name).await.unwrap();
     shard.copy(a, "INBOX", &box_name, &all[1..3]).await.unwrap();
-    shard.move_messages(a, "INBOX", "Trash", &all[3..4]).await.unwrap();
-    shard.rename_mailbox(a, &box_name, &format!("renamed{round}")).await.unwrap();
-    shard.set_subscribed(a, &format!("renamed{round}"), true).await.unwrap();
+    shard
+        .move_messages(a, "INBOX", "Trash", &all[3..4])
+        .await
+        .unwrap();
+    shard
+        .rename_mailbox(a, &box_name, &format!("renamed{round}"))
+        .await
+        .unwrap();
+    shard
+        .set_subscribed(a, &format!("renamed{round}"), true)
+        .await
+        .unwrap();
     let id = shard
-        .queue_add("user@example.org", &["far@away.example".into()], &parts("out"))
+        .queue_add(
+            "user@example.org",
+            &["far@away.example".into()],
+            &parts("out"),
+        )
         .await
         .unwrap();
     shard.queue_retry(id, 1, 99).await.unwrap();
@@ -422,7 +460,10 @@ fn automatic_snapshot_after_enough_log() {
         let shard = Shard::open(&data, 0, o.clone()).await.unwrap();
         let snap = shard_dir(&data).join("snapshot");
         for _ in 0..20 {
-            shard.deliver(&[Bytes::from(vec![1u8; 1000])], &["a@x"], 0).await.unwrap();
+            shard
+                .deliver(&[Bytes::from(vec![1u8; 1000])], &["a@x"], 0)
+                .await
+                .unwrap();
         }
         // The snapshot task runs after the commit that crossed the threshold.
         for _ in 0..1000 {
@@ -455,7 +496,10 @@ fn segments_roll_over_and_bodies_read_across_them() {
                 let body = random_bytes(&mut rng, 10_000);
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
-                    let r = shard.deliver(&[body.clone()], &["a@x"], 0).await.unwrap();
+                    let r = shard
+                        .deliver(std::slice::from_ref(&body), &["a@x"], 0)
+                        .await
+                        .unwrap();
                     (r[0].uid, body)
                 })
             })
@@ -465,7 +509,10 @@ fn segments_roll_over_and_bodies_read_across_them() {
         }
         // A body larger than a whole segment gets a segment of its own.
         let big = random_bytes(&mut rng, 200_000);
-        let r = shard.deliver(&[big.clone()], &["a@x"], 0).await.unwrap();
+        let r = shard
+            .deliver(std::slice::from_ref(&big), &["a@x"], 0)
+            .await
+            .unwrap();
         stored.push((r[0].uid, big));
         let segs = shard
             .with_mailbox("a@x", "INBOX", |m| {
@@ -475,13 +522,17 @@ fn segments_roll_over_and_bodies_read_across_them() {
             .unwrap();
         assert!(segs >= 6, "rolled into {segs} segments");
         for (uid, body) in &stored {
-            let meta = shard.with_mailbox("a@x", "INBOX", |m| *m.find(*uid).unwrap()).unwrap();
+            let meta = shard
+                .with_mailbox("a@x", "INBOX", |m| *m.find(*uid).unwrap())
+                .unwrap();
             assert_eq!(shard.read_body(meta.body).await.unwrap(), *body);
         }
         crash(shard).await;
         let shard = Shard::open(&data, 0, o).await.unwrap();
         for (uid, body) in &stored {
-            let meta = shard.with_mailbox("a@x", "INBOX", |m| *m.find(*uid).unwrap()).unwrap();
+            let meta = shard
+                .with_mailbox("a@x", "INBOX", |m| *m.find(*uid).unwrap())
+                .unwrap();
             assert_eq!(shard.read_body(meta.body).await.unwrap(), *body);
         }
     });
@@ -515,8 +566,14 @@ fn fdatasync_failure_poisons_the_shard() {
             shard.deliver(&parts("later"), &["a@x"], 0).await,
             Err(StorageError::Failed { .. })
         ));
-        assert!(matches!(shard.create_mailbox("a@x", "x").await, Err(StorageError::Failed { .. })));
-        assert!(matches!(shard.snapshot().await, Err(StorageError::Failed { .. })));
+        assert!(matches!(
+            shard.create_mailbox("a@x", "x").await,
+            Err(StorageError::Failed { .. })
+        ));
+        assert!(matches!(
+            shard.snapshot().await,
+            Err(StorageError::Failed { .. })
+        ));
         // Messages of the failed batch were never shown.
         assert_eq!(uids(&shard, "a@x", "INBOX"), [1]);
     });
@@ -534,13 +591,18 @@ fn write_error_on_read_only_fd_poisons_the_shard() {
         let a = glommio::spawn_local(async move { first.deliver(&parts("x"), &["a@x"], 0).await });
         let second = shard.clone();
         let b = glommio::spawn_local(async move {
-            second.append("a@x", "INBOX", &parts("y"), &FlagUpdate::default(), 0).await
+            second
+                .append("a@x", "INBOX", &parts("y"), &FlagUpdate::default(), 0)
+                .await
         });
         let (ra, rb) = (a.await, b.await);
         assert!(matches!(ra, Err(StorageError::Failed { .. })), "{ra:?}");
         assert!(matches!(rb, Err(StorageError::Failed { .. })), "{rb:?}");
         let e = shard.ensure_account("new@x").await.unwrap_err();
-        assert!(e.to_string().contains("00000000.seg"), "cause names the file: {e}");
+        assert!(
+            e.to_string().contains("00000000.seg"),
+            "cause names the file: {e}"
+        );
         drop(shard);
         // Nothing unacknowledged came back.
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
@@ -566,7 +628,10 @@ fn messages_are_hidden_until_durable() {
         assert_eq!(shard.mailbox_version("a@x", "INBOX"), seen);
         let r = fut.await.unwrap();
         assert_eq!(shard.with_mailbox("a@x", "INBOX", |m| m.exists()), Some(1));
-        assert_eq!(shard.mailbox_info("a@x", "INBOX").unwrap().uidnext, r[0].uid + 1);
+        assert_eq!(
+            shard.mailbox_info("a@x", "INBOX").unwrap().uidnext,
+            r[0].uid + 1
+        );
         assert_ne!(shard.mailbox_version("a@x", "INBOX"), seen);
     });
 }
@@ -591,7 +656,8 @@ fn idle_wakes_on_durable_change() {
         shard.create_mailbox("a@x", "Tmp").await.unwrap();
         let seen = shard.mailbox_version("a@x", "Tmp");
         let s = shard.clone();
-        let waiter = glommio::spawn_local(async move { s.mailbox_changed("a@x", "Tmp", seen).await });
+        let waiter =
+            glommio::spawn_local(async move { s.mailbox_changed("a@x", "Tmp", seen).await });
         shard.delete_mailbox("a@x", "Tmp").await.unwrap();
         waiter.await;
         assert_eq!(shard.mailbox_version("a@x", "Tmp"), 0);
@@ -607,7 +673,11 @@ fn account_defaults_and_mailbox_lifecycle_survive_reopen() {
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
         assert!(shard.ensure_account(a).await.unwrap());
         assert!(!shard.ensure_account(a).await.unwrap());
-        let names: Vec<_> = shard.list_mailboxes(a).into_iter().map(|m| (m.name, m.special_use, m.subscribed)).collect();
+        let names: Vec<_> = shard
+            .list_mailboxes(a)
+            .into_iter()
+            .map(|m| (m.name, m.special_use, m.subscribed))
+            .collect();
         assert_eq!(
             names,
             [
@@ -619,14 +689,29 @@ fn account_defaults_and_mailbox_lifecycle_survive_reopen() {
                 ("Trash".into(), Some(SpecialUse::Trash), true),
             ]
         );
-        let validities: std::collections::HashSet<u32> =
-            shard.list_mailboxes(a).iter().map(|m| m.uidvalidity).collect();
+        let validities: std::collections::HashSet<u32> = shard
+            .list_mailboxes(a)
+            .iter()
+            .map(|m| m.uidvalidity)
+            .collect();
         assert_eq!(validities.len(), 6, "distinct UIDVALIDITY per mailbox");
 
-        assert!(matches!(shard.create_mailbox(a, "inbox").await, Err(StorageError::AlreadyExists)));
-        assert!(matches!(shard.create_mailbox(a, "Sent").await, Err(StorageError::AlreadyExists)));
-        assert!(matches!(shard.create_mailbox("nobody@x", "a").await, Err(StorageError::NotFound)));
-        assert!(matches!(shard.create_mailbox(a, "").await, Err(StorageError::InvalidName)));
+        assert!(matches!(
+            shard.create_mailbox(a, "inbox").await,
+            Err(StorageError::AlreadyExists)
+        ));
+        assert!(matches!(
+            shard.create_mailbox(a, "Sent").await,
+            Err(StorageError::AlreadyExists)
+        ));
+        assert!(matches!(
+            shard.create_mailbox("nobody@x", "a").await,
+            Err(StorageError::NotFound)
+        ));
+        assert!(matches!(
+            shard.create_mailbox(a, "").await,
+            Err(StorageError::InvalidName)
+        ));
         shard.create_mailbox(a, "Work").await.unwrap();
         shard.create_mailbox(a, "Work/2024").await.unwrap();
         shard.create_mailbox(a, "Workshop").await.unwrap();
@@ -636,13 +721,28 @@ fn account_defaults_and_mailbox_lifecycle_survive_reopen() {
 
         // Rename with inferiors; a sibling sharing the prefix is untouched.
         shard.rename_mailbox(a, "Work", "Job").await.unwrap();
-        assert!(matches!(shard.rename_mailbox(a, "Job", "Job/sub").await, Err(StorageError::NotPermitted)));
-        assert!(matches!(shard.rename_mailbox(a, "Job", "Sent").await, Err(StorageError::AlreadyExists)));
-        assert!(matches!(shard.rename_mailbox(a, "Job", "INBOX").await, Err(StorageError::AlreadyExists)));
-        assert!(matches!(shard.rename_mailbox(a, "Nope", "X").await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            shard.rename_mailbox(a, "Job", "Job/sub").await,
+            Err(StorageError::NotPermitted)
+        ));
+        assert!(matches!(
+            shard.rename_mailbox(a, "Job", "Sent").await,
+            Err(StorageError::AlreadyExists)
+        ));
+        assert!(matches!(
+            shard.rename_mailbox(a, "Job", "INBOX").await,
+            Err(StorageError::AlreadyExists)
+        ));
+        assert!(matches!(
+            shard.rename_mailbox(a, "Nope", "X").await,
+            Err(StorageError::NotFound)
+        ));
         let moved = shard.mailbox_info(a, "Job/2024").unwrap();
         assert_eq!(moved.exists, 1);
-        assert!(moved.uidvalidity > old_v, "renamed mailbox gets a new UIDVALIDITY");
+        assert!(
+            moved.uidvalidity > old_v,
+            "renamed mailbox gets a new UIDVALIDITY"
+        );
         assert!(shard.mailbox_info(a, "Work/2024").is_none());
         assert!(shard.mailbox_info(a, "Workshop").is_some());
 
@@ -650,15 +750,27 @@ fn account_defaults_and_mailbox_lifecycle_survive_reopen() {
         let inbox_v = shard.mailbox_info(a, "INBOX").unwrap().uidvalidity;
         shard.rename_mailbox(a, "Inbox", "Old Inbox").await.unwrap();
         let inbox = shard.mailbox_info(a, "INBOX").unwrap();
-        assert_eq!((inbox.exists, inbox.uidnext, inbox.uidvalidity), (0, 2, inbox_v));
+        assert_eq!(
+            (inbox.exists, inbox.uidnext, inbox.uidvalidity),
+            (0, 2, inbox_v)
+        );
         let old = shard.mailbox_info(a, "Old Inbox").unwrap();
         assert_eq!(old.exists, 1);
         assert_ne!(old.uidvalidity, inbox_v);
 
-        assert!(matches!(shard.delete_mailbox(a, "inbox").await, Err(StorageError::NotPermitted)));
-        assert!(matches!(shard.delete_mailbox(a, "nope").await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            shard.delete_mailbox(a, "inbox").await,
+            Err(StorageError::NotPermitted)
+        ));
+        assert!(matches!(
+            shard.delete_mailbox(a, "nope").await,
+            Err(StorageError::NotFound)
+        ));
         shard.delete_mailbox(a, "Job").await.unwrap();
-        assert!(shard.mailbox_info(a, "Job/2024").is_some(), "inferiors stay");
+        assert!(
+            shard.mailbox_info(a, "Job/2024").is_some(),
+            "inferiors stay"
+        );
 
         shard.set_subscribed(a, "Junk", false).await.unwrap();
         shard.set_subscribed(a, "Not/There", true).await.unwrap();
@@ -668,7 +780,10 @@ fn account_defaults_and_mailbox_lifecycle_survive_reopen() {
         let live = durable_view(shard.index_snapshot());
 
         shard.close().await.unwrap();
-        assert!(matches!(shard.create_mailbox(a, "late").await, Err(StorageError::Closed { .. })));
+        assert!(matches!(
+            shard.create_mailbox(a, "late").await,
+            Err(StorageError::Closed { .. })
+        ));
         drop(shard);
         for with_snapshot in [true, false] {
             if !with_snapshot {
@@ -691,33 +806,61 @@ fn store_flags_keywords_and_unchangedsince() {
         let a = "u@x";
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
         for i in 0..4 {
-            shard.deliver(&parts(&format!("m{i}")), &[a], 0).await.unwrap();
+            shard
+                .deliver(&parts(&format!("m{i}")), &[a], 0)
+                .await
+                .unwrap();
         }
         let kw = |s: u8, k: &[&str]| FlagUpdate {
             system: s,
             keywords: k.iter().map(|s| s.to_string()).collect(),
         };
         let o = shard
-            .store_flags(a, "INBOX", &[2, 1, 9], FlagOp::Add, &kw(flags::SEEN, &["$Work", "Later"]), None)
+            .store_flags(
+                a,
+                "INBOX",
+                &[2, 1, 9],
+                FlagOp::Add,
+                &kw(flags::SEEN, &["$Work", "Later"]),
+                None,
+            )
             .await
             .unwrap();
         let m1 = o.updated[0].1;
         assert_eq!(o.updated, [(1, m1), (2, m1)]);
         assert!(o.modified_since_failed.is_empty());
-        let flags_of = |uid| shard.with_mailbox(a, "INBOX", |m| m.find(uid).unwrap().flags).unwrap();
+        let flags_of = |uid| {
+            shard
+                .with_mailbox(a, "INBOX", |m| m.find(uid).unwrap().flags)
+                .unwrap()
+        };
         assert_eq!(flags_of(1), 1 | 1 << 8 | 1 << 9);
         assert_eq!(
-            shard.with_mailbox(a, "INBOX", |m| m.keywords().to_vec()).unwrap(),
+            shard
+                .with_mailbox(a, "INBOX", |m| m.keywords().to_vec())
+                .unwrap(),
             ["$Work", "Later"]
         );
         // Case-insensitive keyword match; removing an unknown keyword defines nothing.
         let o = shard
-            .store_flags(a, "INBOX", &[1], FlagOp::Remove, &kw(0, &["$work", "Unknown"]), None)
+            .store_flags(
+                a,
+                "INBOX",
+                &[1],
+                FlagOp::Remove,
+                &kw(0, &["$work", "Unknown"]),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(o.updated.len(), 1);
         assert_eq!(flags_of(1), 1 | 1 << 9);
-        assert_eq!(shard.with_mailbox(a, "INBOX", |m| m.keywords().len()).unwrap(), 2);
+        assert_eq!(
+            shard
+                .with_mailbox(a, "INBOX", |m| m.keywords().len())
+                .unwrap(),
+            2
+        );
         // No-op store leaves MODSEQ alone.
         let hm = shard.mailbox_info(a, "INBOX").unwrap().highest_modseq;
         let o = shard
@@ -728,7 +871,14 @@ fn store_flags_keywords_and_unchangedsince() {
         assert_eq!(shard.mailbox_info(a, "INBOX").unwrap().highest_modseq, hm);
         // UNCHANGEDSINCE: message 1 changed after m1, message 3 did not.
         let o = shard
-            .store_flags(a, "INBOX", &[1, 3], FlagOp::Replace, &kw(flags::FLAGGED, &[]), Some(m1))
+            .store_flags(
+                a,
+                "INBOX",
+                &[1, 3],
+                FlagOp::Replace,
+                &kw(flags::FLAGGED, &[]),
+                Some(m1),
+            )
             .await
             .unwrap();
         assert_eq!(o.modified_since_failed, [1]);
@@ -740,15 +890,39 @@ fn store_flags_keywords_and_unchangedsince() {
         // 56 keywords fit, the 57th does not, and nothing is half-applied.
         let many: Vec<String> = (0..54).map(|i| format!("k{i}")).collect();
         shard
-            .store_flags(a, "INBOX", &[4], FlagOp::Add, &FlagUpdate { system: 0, keywords: many }, None)
+            .store_flags(
+                a,
+                "INBOX",
+                &[4],
+                FlagOp::Add,
+                &FlagUpdate {
+                    system: 0,
+                    keywords: many,
+                },
+                None,
+            )
             .await
             .unwrap();
-        assert_eq!(shard.with_mailbox(a, "INBOX", |m| m.keywords().len()).unwrap(), 56);
+        assert_eq!(
+            shard
+                .with_mailbox(a, "INBOX", |m| m.keywords().len())
+                .unwrap(),
+            56
+        );
         let r = shard
-            .store_flags(a, "INBOX", &[4], FlagOp::Add, &kw(0, &["one-too-many"]), None)
+            .store_flags(
+                a,
+                "INBOX",
+                &[4],
+                FlagOp::Add,
+                &kw(0, &["one-too-many"]),
+                None,
+            )
             .await;
         assert!(matches!(r, Err(StorageError::TooManyKeywords)));
-        let r = shard.append(a, "INBOX", &parts("x"), &kw(0, &["another"]), 0).await;
+        let r = shard
+            .append(a, "INBOX", &parts("x"), &kw(0, &["another"]), 0)
+            .await;
         assert!(matches!(r, Err(StorageError::TooManyKeywords)));
         assert_eq!(flags_of(4).count_ones(), 54);
         let live = durable_view(shard.index_snapshot());
@@ -766,41 +940,81 @@ fn expunge_copy_move_and_uids_never_reused() {
         let a = "u@x";
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
         for i in 0..5 {
-            shard.deliver(&parts(&format!("m{i}")), &[a], 0).await.unwrap();
+            shard
+                .deliver(&parts(&format!("m{i}")), &[a], 0)
+                .await
+                .unwrap();
         }
-        let kw = FlagUpdate { system: flags::ANSWERED, keywords: vec!["$Label1".into()] };
-        shard.store_flags(a, "INBOX", &[2], FlagOp::Add, &kw, None).await.unwrap();
+        let kw = FlagUpdate {
+            system: flags::ANSWERED,
+            keywords: vec!["$Label1".into()],
+        };
+        shard
+            .store_flags(a, "INBOX", &[2], FlagOp::Add, &kw, None)
+            .await
+            .unwrap();
 
         let hm = shard.mailbox_info(a, "INBOX").unwrap().highest_modseq;
         let m = shard.expunge(a, "INBOX", &[5, 4, 77]).await.unwrap();
         assert!(m > hm);
-        assert_eq!(shard.expunge(a, "INBOX", &[77]).await.unwrap(), m, "nothing to expunge");
+        assert_eq!(
+            shard.expunge(a, "INBOX", &[77]).await.unwrap(),
+            m,
+            "nothing to expunge"
+        );
         assert_eq!(uids(&shard, a, "INBOX"), [1, 2, 3]);
 
         // COPY keeps flags (keywords remapped by name) and bodies, in source UID order.
         shard.create_mailbox(a, "Keep").await.unwrap();
         shard
-            .store_flags(a, "Keep", &[], FlagOp::Add, &FlagUpdate { system: 0, keywords: vec!["Other".into()] }, None)
+            .store_flags(
+                a,
+                "Keep",
+                &[],
+                FlagOp::Add,
+                &FlagUpdate {
+                    system: 0,
+                    keywords: vec!["Other".into()],
+                },
+                None,
+            )
             .await
             .unwrap();
         let c = shard.copy(a, "INBOX", "Keep", &[3, 2, 99]).await.unwrap();
-        assert_eq!(c.uidvalidity, shard.mailbox_info(a, "Keep").unwrap().uidvalidity);
+        assert_eq!(
+            c.uidvalidity,
+            shard.mailbox_info(a, "Keep").unwrap().uidvalidity
+        );
         assert_eq!(c.pairs, [(2, 1), (3, 2)]);
         let (kws, f, body) = shard
-            .with_mailbox(a, "Keep", |m| (m.keywords().to_vec(), m.find(1).unwrap().flags, m.find(1).unwrap().body))
+            .with_mailbox(a, "Keep", |m| {
+                (
+                    m.keywords().to_vec(),
+                    m.find(1).unwrap().flags,
+                    m.find(1).unwrap().body,
+                )
+            })
             .unwrap();
         assert_eq!(kws, ["$Label1"], "only used keywords are carried over");
         assert_eq!(f, u64::from(flags::ANSWERED) | 1 << 8);
-        let src_body = shard.with_mailbox(a, "INBOX", |m| m.find(2).unwrap().body).unwrap();
+        let src_body = shard
+            .with_mailbox(a, "INBOX", |m| m.find(2).unwrap().body)
+            .unwrap();
         assert_eq!(body, src_body, "copy references the same body");
         assert_eq!(shard.read_body(body).await.unwrap(), "m1".as_bytes());
 
         // MOVE = copy + expunge.
-        let mv = shard.move_messages(a, "INBOX", "Trash", &[1, 3]).await.unwrap();
+        let mv = shard
+            .move_messages(a, "INBOX", "Trash", &[1, 3])
+            .await
+            .unwrap();
         assert_eq!(mv.pairs, [(1, 1), (3, 2)]);
         assert_eq!(uids(&shard, a, "INBOX"), [2]);
         assert_eq!(uids(&shard, a, "Trash"), [1, 2]);
-        assert!(matches!(shard.copy(a, "INBOX", "Nope", &[2]).await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            shard.copy(a, "INBOX", "Nope", &[2]).await,
+            Err(StorageError::NotFound)
+        ));
 
         // Expunge the highest UIDs, restart (crash and clean), and UIDs still move on.
         shard.expunge(a, "Trash", &[1, 2]).await.unwrap();
@@ -808,7 +1022,10 @@ fn expunge_copy_move_and_uids_never_reused() {
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
         assert_eq!(uids(&shard, a, "INBOX"), [2]);
         assert_eq!(shard.deliver(&parts("n"), &[a], 0).await.unwrap()[0].uid, 6);
-        let t = shard.move_messages(a, "INBOX", "Trash", &[6]).await.unwrap();
+        let t = shard
+            .move_messages(a, "INBOX", "Trash", &[6])
+            .await
+            .unwrap();
         assert_eq!(t.pairs, [(6, 3)]);
         shard.close().await.unwrap();
         drop(shard);
@@ -825,20 +1042,40 @@ fn queue_entries_survive_until_done() {
     run(move || async move {
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
         let rcpts = vec!["x@far".to_string(), "y@far".to_string()];
-        let a = shard.queue_add("me@here", &rcpts, &parts("one")).await.unwrap();
-        let b = shard.queue_add("", &rcpts[..1], &parts("two")).await.unwrap();
+        let a = shard
+            .queue_add("me@here", &rcpts, &parts("one"))
+            .await
+            .unwrap();
+        let b = shard
+            .queue_add("", &rcpts[..1], &parts("two"))
+            .await
+            .unwrap();
         assert_ne!(a, b);
         shard.queue_retry(b, 3, 12345).await.unwrap();
         shard.queue_done(a).await.unwrap();
-        assert!(matches!(shard.queue_done(a).await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            shard.queue_done(a).await,
+            Err(StorageError::NotFound)
+        ));
         crash(shard).await;
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
         let q = shard.queue_pending();
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].id, q[0].sender.as_str(), q[0].attempts, q[0].next_attempt), (b, "", 3, 12345));
+        assert_eq!(
+            (
+                q[0].id,
+                q[0].sender.as_str(),
+                q[0].attempts,
+                q[0].next_attempt
+            ),
+            (b, "", 3, 12345)
+        );
         assert_eq!(q[0].rcpts, ["x@far"]);
         assert_eq!(shard.read_body(q[0].body).await.unwrap(), "two".as_bytes());
-        let c = shard.queue_add("me@here", &rcpts, &parts("three")).await.unwrap();
+        let c = shard
+            .queue_add("me@here", &rcpts, &parts("three"))
+            .await
+            .unwrap();
         assert!(c > b, "queue ids never reused");
     });
 }
@@ -849,7 +1086,10 @@ fn a_shard_cannot_be_opened_twice() {
     let data = dir.path().to_owned();
     run(move || async move {
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
-        assert!(matches!(Shard::open(&data, 0, opts()).await, Err(StorageError::Locked { .. })));
+        assert!(matches!(
+            Shard::open(&data, 0, opts()).await,
+            Err(StorageError::Locked { .. })
+        ));
         drop(shard);
         Shard::open(&data, 0, opts()).await.unwrap();
     });
@@ -861,14 +1101,26 @@ fn body_bitrot_is_detected_on_read() {
     let data = dir.path().to_owned();
     run(move || async move {
         let shard = Shard::open(&data, 0, opts()).await.unwrap();
-        shard.deliver(&parts("precious bytes"), &["a@x"], 0).await.unwrap();
-        let body = shard.with_mailbox("a@x", "INBOX", |m| m.find(1).unwrap().body).unwrap();
+        shard
+            .deliver(&parts("precious bytes"), &["a@x"], 0)
+            .await
+            .unwrap();
+        let body = shard
+            .with_mailbox("a@x", "INBOX", |m| m.find(1).unwrap().body)
+            .unwrap();
         let path = seg(&data, 0);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[body.offset() as usize + 3] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(shard.read_body(body).await, Err(StorageError::Corrupt { .. })));
-        let bogus = BodyRef { segment: 0, offset: 3, len: 5 };
+        assert!(matches!(
+            shard.read_body(body).await,
+            Err(StorageError::Corrupt { .. })
+        ));
+        let bogus = BodyRef {
+            segment: 0,
+            offset: 3,
+            len: 5,
+        };
         assert!(shard.read_body(bogus).await.is_err());
         let _ = Pos::default();
     });
