@@ -1125,3 +1125,57 @@ fn body_bitrot_is_detected_on_read() {
         let _ = Pos::default();
     });
 }
+
+#[test]
+fn zero_filled_segments_are_prepared_ahead_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let mut o = opts();
+        o.segment_size = 64 * 1024;
+        o.preallocate = Preallocate::ZeroFill;
+        let shard = Shard::open(&data, 0, o.clone()).await.unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut stored = Vec::new();
+        for _ in 0..30 {
+            let body = random_bytes(&mut rng, 9000);
+            let r = shard
+                .deliver(std::slice::from_ref(&body), &["a@x"], 0)
+                .await
+                .unwrap();
+            stored.push((r[0].uid, body));
+            // Give the preparation task a chance to run between commits sometimes.
+            if stored.len() % 3 == 0 {
+                glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        assert!(shard.log_end().segment >= 3);
+        assert!(
+            shard.prepared_used() >= 1,
+            "a prepared segment was rolled into"
+        );
+        crash(shard).await;
+        // A prepared next segment may be left behind; it holds no data.
+        let shard = Shard::open(&data, 0, o).await.unwrap();
+        let leftovers = std::fs::read_dir(shard_dir(&data))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".prep")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "stale prepared segments are removed at open");
+        for (uid, body) in &stored {
+            let meta = shard
+                .with_mailbox("a@x", "INBOX", |m| *m.find(*uid).unwrap())
+                .unwrap();
+            assert_eq!(shard.read_body(meta.body).await.unwrap(), *body);
+        }
+        // Rolled segments that came from preparation are full length.
+        let len = std::fs::metadata(seg(&data, 2)).unwrap().len();
+        assert_eq!(len, 64 * 1024);
+    });
+}
