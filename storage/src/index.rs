@@ -94,7 +94,8 @@ impl MailboxIndex {
     pub fn uidvalidity(&self) -> u32 {
         self.uidvalidity
     }
-    /// UIDNEXT (of the messages already durable).
+    /// UIDNEXT as clients may see it: past the durable messages only.
+    #[allow(clippy::misnamed_getters)] // deliberately not `self.uidnext` (includes pending)
     pub fn uidnext(&self) -> u32 {
         self.visible_uidnext
     }

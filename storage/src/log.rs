@@ -21,9 +21,21 @@ pub enum Preallocate {
     None,
     /// `fallocate` the whole segment when it is created (cheap; commits still convert extents).
     Fallocate,
-    /// `fallocate` and then write zeros over the whole segment when it is created, so commits
-    /// only flush data (cheapest commits; costs one segment of writes per roll).
+    /// Like `Fallocate`, and in addition the next segment is prepared in the background once
+    /// the current one is half full: fallocated, then overwritten with zeros, so commits into
+    /// it only flush data (cheapest commits; costs one segment of background writes per roll).
     ZeroFill,
+}
+
+impl Preallocate {
+    /// The mode for a segment created on the spot (at open, or in the commit path): never
+    /// zero-fill there, that would stall commits or start-up.
+    pub(crate) fn inline(self) -> Preallocate {
+        match self {
+            Preallocate::None => Preallocate::None,
+            _ => Preallocate::Fallocate,
+        }
+    }
 }
 
 /// A position in the log: segment number and byte offset.
@@ -36,6 +48,11 @@ pub(crate) struct Pos {
 /// File name of segment `n`.
 pub(crate) fn segment_name(n: u32) -> String {
     format!("{n:08}.seg")
+}
+
+/// Name under which segment `n` is prepared before it is renamed into place.
+pub(crate) fn prep_name(n: u32) -> String {
+    format!("{n:08}.seg.prep")
 }
 
 /// Parses a segment file name back to its number.

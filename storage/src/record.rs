@@ -408,7 +408,7 @@ fn end_frame(buf: &mut [u8], start: usize) -> usize {
     let body = &buf[start + HEADER_LEN..];
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
     assert!(
-        len >= 1 && len <= MAX_RECORD_LEN,
+        (1..=MAX_RECORD_LEN).contains(&len),
         "record length {len} out of range"
     );
     let crc = crc32c::crc32c(body);

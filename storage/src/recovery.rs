@@ -37,8 +37,14 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, StorageError> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
         let entry = entry.map_err(|e| StorageError::io(dir, e))?;
-        if let Some(n) = entry.file_name().to_str().and_then(parse_segment_name) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = parse_segment_name(name) {
             ids.push(n);
+        } else if name.ends_with(".seg.prep") {
+            // A segment prepared but never renamed into place holds no data.
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
         }
     }
     ids.sort_unstable();

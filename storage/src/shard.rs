@@ -9,7 +9,8 @@
 use crate::error::StorageError;
 use crate::index::{canonical, Index, MailboxIndex, DEFAULT_MAILBOXES};
 use crate::log::{
-    open_segment, preallocate, write_all_at, Batch, LogState, Pos, Preallocate, Touch,
+    open_segment, preallocate, prep_name, segment_name, write_all_at, Batch, LogState, Pos,
+    Preallocate, Touch,
 };
 use crate::manifest::Manifest;
 use crate::record::{Record, BODY_PREFIX, MAX_BODY_LEN};
@@ -96,6 +97,10 @@ pub struct Shard {
     closed: Cell<bool>,
     snapshot_scheduled: Cell<bool>,
     snapshot_lock: glommio::sync::Semaphore,
+    /// The next segment, prepared in the background (`Preallocate::ZeroFill`).
+    prep: RefCell<Prep>,
+    #[cfg(test)]
+    prepared_used: Cell<u32>,
     weak: Weak<Shard>,
     _lock: std::fs::File,
 }
@@ -107,6 +112,13 @@ impl fmt::Debug for Shard {
             .field("dir", &self.dir)
             .finish()
     }
+}
+
+/// State of the background preparation of the next segment.
+enum Prep {
+    Idle,
+    Running { segment: u32, waiters: Vec<Waker> },
+    Ready { segment: u32, file: BufferedFile },
 }
 
 /// The synchronous half of an operation: holds the index and log for its duration.
@@ -326,10 +338,11 @@ impl Shard {
         let rec = recovery::recover(&dir, id).await?;
         let mut files = rec.files;
         let end = rec.end;
-        let path = dir.join(crate::log::segment_name(end.segment));
+        let path = dir.join(segment_name(end.segment));
+        let inline = opts.preallocate.inline();
         if files.is_empty() {
             let f = open_segment(&path).await?;
-            preallocate(&f, &path, 0, segment_size, opts.preallocate).await?;
+            preallocate(&f, &path, 0, segment_size, inline).await?;
             snapshot::sync_dir(&dir).await?;
             files.push(Rc::new(f));
         } else if let Some(last) = files.last() {
@@ -338,7 +351,7 @@ impl Shard {
                 .file_size()
                 .await
                 .map_err(|e| StorageError::io(&path, e))?;
-            preallocate(last, &path, size, segment_size, opts.preallocate).await?;
+            preallocate(last, &path, size, segment_size, inline).await?;
         }
         let log = LogState {
             dir: dir.clone(),
@@ -369,6 +382,9 @@ impl Shard {
             closed: Cell::new(false),
             snapshot_scheduled: Cell::new(false),
             snapshot_lock: glommio::sync::Semaphore::new(1),
+            prep: RefCell::new(Prep::Idle),
+            #[cfg(test)]
+            prepared_used: Cell::new(0),
             weak: weak.clone(),
             _lock: lock,
         });
@@ -1148,7 +1164,8 @@ impl Shard {
         Ok(sync_us)
     }
 
-    /// The file of segment `n`, created (preallocated, directory synced) if it is new.
+    /// The file of segment `n`: the prepared one if ready (waiting if it is being prepared),
+    /// else created on the spot. A new segment's directory entry is synced before use.
     async fn segment_for_write(&self, n: u32) -> Result<(Rc<BufferedFile>, PathBuf), StorageError> {
         let (existing, path, next) = {
             let log = self.log.borrow();
@@ -1162,13 +1179,101 @@ impl Shard {
             return Ok((f, path));
         }
         assert_eq!(n, next, "segments are created in order");
-        let f = open_segment(&path).await?;
-        let size = self.log.borrow().segment_size;
-        preallocate(&f, &path, 0, size, self.opts.preallocate).await?;
+        // Wait out a preparation of this very segment.
+        poll_fn(|cx| match &mut *self.prep.borrow_mut() {
+            Prep::Running { segment, waiters } if *segment == n => {
+                waiters.push(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        })
+        .await;
+        let state = std::mem::replace(&mut *self.prep.borrow_mut(), Prep::Idle);
+        let prepared = match state {
+            Prep::Ready { segment, file } if segment == n => Some(file),
+            other => {
+                *self.prep.borrow_mut() = other;
+                None
+            }
+        };
+        let f = match prepared {
+            Some(mut f) => {
+                #[cfg(test)]
+                self.prepared_used.set(self.prepared_used.get() + 1);
+                f.rename(&path)
+                    .await
+                    .map_err(|e| StorageError::io(&path, e))?;
+                f
+            }
+            None => {
+                let f = open_segment(&path).await?;
+                let size = self.log.borrow().segment_size;
+                preallocate(&f, &path, 0, size, self.opts.preallocate.inline()).await?;
+                f
+            }
+        };
         snapshot::sync_dir(&self.dir).await?;
         let f = Rc::new(f);
         self.log.borrow_mut().files.push(f.clone());
         Ok((f, path))
+    }
+
+    /// Starts preparing the segment after the current one when the current one is half full.
+    fn maybe_prepare_next(&self) {
+        if self.opts.preallocate != Preallocate::ZeroFill {
+            return;
+        }
+        let (next, size) = {
+            let log = self.log.borrow();
+            if log.closing || log.end.offset < log.segment_size / 2 {
+                return;
+            }
+            (log.end.segment + 1, log.segment_size)
+        };
+        if !matches!(*self.prep.borrow(), Prep::Idle) {
+            return;
+        }
+        let Some(me) = self.weak.upgrade() else {
+            return;
+        };
+        *self.prep.borrow_mut() = Prep::Running {
+            segment: next,
+            waiters: Vec::new(),
+        };
+        glommio::spawn_local(async move {
+            let path = me.dir.join(prep_name(next));
+            let result = async {
+                // A stale file of that name may still be written by an earlier owner of this
+                // directory: unlink it so the new file is a new inode.
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StorageError::io(&path, e))
+                    }
+                    _ => {}
+                }
+                let f = open_segment(&path).await?;
+                preallocate(&f, &path, 0, size, Preallocate::ZeroFill).await?;
+                Ok(f)
+            }
+            .await;
+            let state = match result {
+                Ok(file) => Prep::Ready {
+                    segment: next,
+                    file,
+                },
+                Err(e) => {
+                    // Not fatal: the commit path creates the segment itself.
+                    tracing::warn!(shard = me.id, error = %e, "preparing next segment failed");
+                    Prep::Idle
+                }
+            };
+            if let Prep::Running { waiters, .. } =
+                std::mem::replace(&mut *me.prep.borrow_mut(), state)
+            {
+                waiters.into_iter().for_each(Waker::wake);
+            }
+        })
+        .detach();
     }
 
     /// Takes and commits the pending batch.
@@ -1198,6 +1303,7 @@ impl Shard {
                     && !self.snapshot_scheduled.get();
                 drop(log);
                 self.reveal(std::mem::take(&mut batch.touches));
+                self.maybe_prepare_next();
                 if let Some(o) = &self.opts.observer {
                     o.commit(records, bytes, sync_us);
                 }
@@ -1248,6 +1354,22 @@ impl Shard {
     #[cfg(test)]
     pub(crate) fn index_snapshot(&self) -> Index {
         self.index.borrow().clone()
+    }
+
+    /// True while a background snapshot or segment preparation holds the shard.
+    #[cfg(test)]
+    pub(crate) fn snapshot_running(&self) -> bool {
+        self.snapshot_scheduled.get() || matches!(*self.prep.borrow(), Prep::Running { .. })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn prepared_used(&self) -> u32 {
+        self.prepared_used.get()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn since_snapshot(&self) -> u64 {
+        self.log.borrow().since_snapshot
     }
 
     #[cfg(test)]

@@ -161,7 +161,7 @@ mod tests {
         for i in (0..bytes.len()).step_by(7) {
             let mut b = bytes.clone();
             b[i] ^= 1;
-            if i >= 36 && i < 40 {
+            if (36..40).contains(&i) {
                 continue; // reserved bytes
             }
             assert!(decode(1, &b).is_err(), "flip at {i}");
