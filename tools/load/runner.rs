@@ -173,13 +173,13 @@ pub fn run(settings: Settings) -> Result<Outcome, RunError> {
                 break;
             }
             if let Some((sample, _)) = pending.remove(&tick) {
-                flush_tick(tick, &sample, start, &mut progress, hlog.as_mut());
+                flush_tick(tick, &sample, &mut progress, hlog.as_mut());
                 last_flushed = tick;
             }
         }
     }
     for (tick, (sample, _)) in std::mem::take(&mut pending) {
-        flush_tick(tick, &sample, start, &mut progress, hlog.as_mut());
+        flush_tick(tick, &sample, &mut progress, hlog.as_mut());
     }
     if let Some(h) = hlog.as_mut() {
         h.finish()
@@ -202,19 +202,13 @@ pub fn run(settings: Settings) -> Result<Outcome, RunError> {
     })
 }
 
-fn flush_tick(
-    tick: u64,
-    sample: &Sample,
-    start: Instant,
-    progress: &mut Progress,
-    hlog: Option<&mut HlogWriter>,
-) {
+/// Prints the progress line of one interval and writes its hlog entries.
+fn flush_tick(tick: u64, sample: &Sample, progress: &mut Progress, hlog: Option<&mut HlogWriter>) {
     progress.print(tick, sample);
     if let Some(h) = hlog {
         let begin = TICK * (tick.saturating_sub(1) as u32);
         let _ = h.write_interval(sample, begin, TICK);
     }
-    let _ = start;
 }
 
 /// The body of one executor: its share of connections plus a reporter task.
