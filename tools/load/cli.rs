@@ -110,8 +110,9 @@ pub struct Args {
     /// Messages per SMTP connection before QUIT and reconnect (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub messages_per_conn: u64,
-    /// Append the X-Load-Id of every message answered 250 to this file, one per line, as
-    /// soon as the 250 arrives (for loss checks after a crash).
+    /// Write the X-Load-Id of every message answered 250 to this file, one per line, flushed
+    /// within a second of the 250 (for loss checks after a crash). Message-ID is
+    /// `<ID@ringpost-load.invalid>`.
     #[arg(long)]
     pub ids_file: Option<PathBuf>,
     /// IMAP command mix, name=weight,... (fetch, store, search, append, noop, idle).

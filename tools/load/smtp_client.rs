@@ -21,6 +21,8 @@ struct Caps {
     pipelining: bool,
     starttls: bool,
     auth_plain: bool,
+    /// SIZE (RFC 1870) is offered: declare the message size in MAIL FROM.
+    size: bool,
 }
 
 /// An open SMTP connection.
@@ -62,6 +64,7 @@ impl Smtp {
         self.caps = Caps {
             pipelining: reply.has_extension(b"PIPELINING"),
             starttls: reply.has_extension(b"STARTTLS"),
+            size: reply.has_extension(b"SIZE"),
             auth_plain: reply.extension(b"AUTH").is_some_and(|mechs| {
                 mechs
                     .split(|&b| b == b' ')
@@ -180,7 +183,11 @@ async fn transaction(
         .map(String::as_str)
         .collect();
 
-    let mail = format!("MAIL FROM:<{}>\r\n", s.from);
+    let mail = if smtp.caps.size {
+        format!("MAIL FROM:<{}> SIZE={}\r\n", s.from, s.size)
+    } else {
+        format!("MAIL FROM:<{}>\r\n", s.from)
+    };
     let mut accepted = 0usize;
     let data_code;
     if pipelined {
