@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::mix::{Mix, MixError, DEFAULT_MIX};
 use crate::users::{load_users, User, UsersError};
@@ -53,10 +53,39 @@ pub enum Pop3Auth {
 /// many connections, with HDR latency histograms per operation.
 #[derive(Debug, Parser)]
 #[command(name = "ringpost-load", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load an SMTP server with MAIL/RCPT/DATA transactions.
+    Smtp(Args),
+    /// Load an IMAP server with a command mix.
+    Imap(Args),
+    /// Load a POP3 server with STAT/LIST/RETR/DELE sessions.
+    Pop3(Args),
+    /// Print the percentiles of an interval log written with --hlog.
+    Report(ReportArgs),
+}
+
+/// Arguments of `report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Interval log files (tags of the same name are merged).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments shared by the load modes.
+#[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Protocol to load.
-    #[arg(value_enum)]
-    pub mode: Mode,
     /// Server address, HOST:PORT.
     #[arg(long)]
     pub target: String,
@@ -274,8 +303,8 @@ fn positive_secs(v: f64, name: &'static str) -> Result<Duration, SettingsError> 
 }
 
 impl Args {
-    /// Checks the arguments and resolves files and addresses.
-    pub fn into_settings(self) -> Result<Settings, SettingsError> {
+    /// Checks the arguments for `mode` and resolves files and addresses.
+    pub fn into_settings(self, mode: Mode) -> Result<Settings, SettingsError> {
         let duration = match (self.duration, self.messages) {
             (None, None) => return Err(SettingsError::NoBound),
             (Some(d), _) => positive_secs(d, "duration")?,
@@ -331,10 +360,10 @@ impl Args {
         if recipients.is_empty() {
             recipients = users.iter().map(|u| u.address.clone()).collect();
         }
-        match self.mode {
+        match mode {
             Mode::Smtp if recipients.is_empty() => return Err(SettingsError::NoRecipients),
             Mode::Imap | Mode::Pop3 if users.is_empty() => {
-                return Err(SettingsError::NoUsers(self.mode.name()))
+                return Err(SettingsError::NoUsers(mode.name()))
             }
             _ => {}
         }
@@ -347,7 +376,7 @@ impl Args {
         .min(self.connections)
         .max(1);
         Ok(Settings {
-            mode: self.mode,
+            mode,
             addr,
             target: self.target,
             sni,
@@ -396,7 +425,13 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Settings, SettingsError> {
         let mut v = vec!["ringpost-load"];
         v.extend_from_slice(args);
-        Args::try_parse_from(v).unwrap().into_settings()
+        let (mode, args) = match Cli::try_parse_from(v).unwrap().command {
+            Command::Smtp(a) => (Mode::Smtp, a),
+            Command::Imap(a) => (Mode::Imap, a),
+            Command::Pop3(a) => (Mode::Pop3, a),
+            Command::Report(_) => panic!("not a load mode"),
+        };
+        args.into_settings(mode)
     }
 
     #[test]
@@ -505,7 +540,7 @@ mod tests {
             ]),
             Err(SettingsError::Target(..))
         ));
-        assert!(Args::try_parse_from([
+        assert!(Cli::try_parse_from([
             "ringpost-load",
             "smtp",
             "--target",

@@ -1,6 +1,7 @@
 //! `--hlog`: the HdrHistogram interval log format (as written by Java's HistogramLogWriter),
 //! one tagged entry per operation per interval, values in microseconds.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
 
 use crate::stats::Sample;
 
@@ -67,10 +69,83 @@ impl HlogWriter {
     }
 }
 
+/// Why an interval log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HlogReadError {
+    /// The file could not be read.
+    #[error("{0}: {1}")]
+    Read(String, io::Error),
+    /// A line is neither a comment nor an interval entry.
+    #[error("{0}: not an interval log (byte {1})")]
+    Parse(String, usize),
+    /// An entry's histogram does not decode.
+    #[error("{0}: bad histogram in entry {1}: {2}")]
+    Histogram(String, usize, String),
+}
+
+/// Reads interval logs and merges every entry into one histogram per tag (untagged entries
+/// go under `-`).
+pub fn read_logs(
+    paths: &[std::path::PathBuf],
+) -> Result<BTreeMap<String, Histogram<u64>>, HlogReadError> {
+    use base64::Engine;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+
+    let mut out: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    let mut de = Deserializer::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| HlogReadError::Read(name.clone(), e))?;
+        for (i, entry) in IntervalLogIterator::new(&bytes).enumerate() {
+            let entry = entry.map_err(|e| match e {
+                hdrhistogram::serialization::interval_log::LogIteratorError::ParseError {
+                    offset,
+                } => HlogReadError::Parse(name.clone(), offset),
+            })?;
+            let LogEntry::Interval(ih) = entry else {
+                continue;
+            };
+            let bad = |e: String| HlogReadError::Histogram(name.clone(), i, e);
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(ih.encoded_histogram())
+                .map_err(|e| bad(e.to_string()))?;
+            let h: Histogram<u64> = de
+                .deserialize(&mut io::Cursor::new(raw))
+                .map_err(|e| bad(format!("{e:?}")))?;
+            let tag = ih.tag().map_or("-", |t| t.as_str()).to_string();
+            match out.get_mut(&tag) {
+                Some(total) => total.add(&h).map_err(|e| bad(format!("{e:?}")))?,
+                None => {
+                    let mut total = crate::stats::new_histogram();
+                    total.add(&h).map_err(|e| bad(format!("{e:?}")))?;
+                    out.insert(tag, total);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::{Op, Recorder};
+
+    #[test]
+    fn reading_garbage_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.hlog");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"Tag=x,0.0,1.0,2.0,HISTnotbase64!\n")
+            .unwrap();
+        assert!(read_logs(&[path]).is_err());
+        assert!(matches!(
+            read_logs(&[dir.path().join("missing")]),
+            Err(HlogReadError::Read(..))
+        ));
+    }
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
     #[test]
@@ -106,5 +181,9 @@ mod tests {
                 Some("data".into())
             ]
         );
+        let merged = read_logs(&[path]).unwrap();
+        assert_eq!(merged["data"].len(), 2);
+        assert_eq!(merged["mail"].len(), 1);
+        assert!(merged["data"].max() >= 800);
     }
 }

@@ -26,8 +26,13 @@ mod users;
 use clap::Parser;
 
 fn main() {
-    let args = cli::Args::parse();
-    let settings = match args.into_settings() {
+    let (mode, args) = match cli::Cli::parse().command {
+        cli::Command::Smtp(a) => (cli::Mode::Smtp, a),
+        cli::Command::Imap(a) => (cli::Mode::Imap, a),
+        cli::Command::Pop3(a) => (cli::Mode::Pop3, a),
+        cli::Command::Report(r) => std::process::exit(report_logs(&r)),
+    };
+    let settings = match args.into_settings(mode) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringpost-load: {e}");
@@ -49,4 +54,22 @@ fn main() {
     // Nothing succeeded at all: the target is down or refuses everything.
     // Exiting (rather than returning) also ends executor threads the hard cap left stuck.
     std::process::exit(i32::from(outcome.total.ops == 0));
+}
+
+/// `ringpost-load report FILE...`: percentiles per tag of interval logs.
+fn report_logs(args: &cli::ReportArgs) -> i32 {
+    match hlog::read_logs(&args.files) {
+        Ok(hists) if args.json => {
+            println!("{}", report::tags_json(&hists));
+            0
+        }
+        Ok(hists) => {
+            print!("{}", report::tags_text(&hists));
+            0
+        }
+        Err(e) => {
+            eprintln!("ringpost-load: {e}");
+            2
+        }
+    }
 }

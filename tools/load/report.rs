@@ -1,5 +1,6 @@
 //! The end-of-run report: a text table of percentiles per operation, or one JSON object.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
@@ -72,6 +73,46 @@ pub fn json(settings: &Settings, out: &Outcome) -> Value {
     })
 }
 
+/// Percentiles of histograms read back from interval logs, by tag.
+pub fn tags_json(hists: &BTreeMap<String, Histogram<u64>>) -> Value {
+    let mut detail = Map::new();
+    for (tag, h) in hists {
+        let p = percentiles(h);
+        detail.insert(
+            tag.clone(),
+            json!({
+                "count": p.count, "p50_us": p.p50, "p90_us": p.p90, "p99_us": p.p99,
+                "p999_us": p.p999, "max_us": p.max,
+            }),
+        );
+    }
+    json!({ "ops_detail": detail })
+}
+
+/// The percentile table of histograms read back from interval logs.
+pub fn tags_text(hists: &BTreeMap<String, Histogram<u64>>) -> String {
+    let mut s = format!(
+        "{:<10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}   (latency in ms)\n",
+        "op", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for (tag, h) in hists {
+        let _ = writeln!(s, "{:<10} {}", tag, row(&percentiles(h)));
+    }
+    s
+}
+
+fn row(p: &Percentiles) -> String {
+    format!(
+        "{:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        p.count,
+        ms(p.p50),
+        ms(p.p90),
+        ms(p.p99),
+        ms(p.p999),
+        ms(p.max)
+    )
+}
+
 fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
@@ -119,18 +160,7 @@ pub fn text(settings: &Settings, out: &Outcome) -> String {
     );
     for op in Op::ALL {
         if let Some(h) = out.total.hists.get(&op) {
-            let p = percentiles(h);
-            let _ = writeln!(
-                s,
-                "{:<10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                op.name(),
-                p.count,
-                ms(p.p50),
-                ms(p.p90),
-                ms(p.p99),
-                ms(p.p999),
-                ms(p.max)
-            );
+            let _ = writeln!(s, "{:<10} {}", op.name(), row(&percentiles(h)));
         }
     }
     if !out.total.errors.is_empty() {
@@ -148,12 +178,18 @@ mod tests {
     use crate::cli::Args;
     use crate::stats::{Recorder, Sample};
     use clap::Parser;
+
+    /// `Args` on its own, for building settings in tests.
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        args: Args,
+    }
     use std::time::Duration;
 
     fn outcome() -> (Settings, Outcome) {
-        let settings = Args::try_parse_from([
-            "ringpost-load",
-            "smtp",
+        let settings = Only::try_parse_from([
+            "x",
             "--target",
             "127.0.0.1:25",
             "--to",
@@ -162,7 +198,8 @@ mod tests {
             "2",
         ])
         .unwrap()
-        .into_settings()
+        .args
+        .into_settings(crate::cli::Mode::Smtp)
         .unwrap();
         let r = Recorder::new(false);
         for us in [100, 200, 300, 400, 10_000] {
