@@ -124,9 +124,10 @@ pub struct Args {
     /// Write an HdrHistogram interval log (one tag per operation, values in microseconds).
     #[arg(long)]
     pub hlog: Option<PathBuf>,
-    /// Envelope sender and From: address (SMTP).
-    #[arg(long, default_value = "load@localhost")]
-    pub from: String,
+    /// Envelope sender and From: address (SMTP). Default: the connection's user when --users
+    /// is given (submission servers often require the logged-in address), else load@localhost.
+    #[arg(long)]
+    pub from: Option<String>,
     /// EHLO name (SMTP).
     #[arg(long, default_value = "loadgen.localdomain")]
     pub helo: String,
@@ -230,8 +231,8 @@ pub struct Settings {
     pub json: bool,
     /// HDR log file.
     pub hlog: Option<PathBuf>,
-    /// Envelope sender.
-    pub from: String,
+    /// Envelope sender given with --from.
+    pub from: Option<String>,
     /// EHLO name.
     pub helo: String,
     /// Recipients per message.

@@ -145,6 +145,12 @@ pub async fn session(ctx: &ConnCtx, state: &mut ConnState) -> Result<(), LoadErr
         if !matches!(greeting.kind, Kind::Untagged(_)) {
             return Err(ProtoError::Unexpected("greeting is not untagged").into());
         }
+        if s.security == Security::Plain && greeting.has_capability(b"LOGINDISABLED") {
+            // Every login would fail; say why once per attempt instead of "login.NO".
+            return Err(LoadError::Unsupported(
+                "LOGINDISABLED, use --starttls or --tls",
+            ));
+        }
         greeting.has_capability(b"SASL-IR")
     };
     ctx.rec.record_since(Op::Connect, t);

@@ -41,6 +41,15 @@ impl ConnCtx {
         users.get(self.index % users.len().max(1))
     }
 
+    /// The envelope sender: --from, else this connection's user, else `load@localhost`.
+    pub fn sender(&self) -> &str {
+        match (&self.settings.from, self.user()) {
+            (Some(from), _) => from,
+            (None, Some(user)) => &user.address,
+            (None, None) => "load@localhost",
+        }
+    }
+
     /// Opens the TCP connection, with the TLS handshake for implicit TLS.
     pub async fn connect(&self) -> Result<Conn, LoadError> {
         let s = &self.settings;
@@ -81,7 +90,7 @@ pub async fn run_connection(ctx: ConnCtx) {
         let result = match s.mode {
             Mode::Smtp => {
                 let template = smtp.get_or_insert_with(|| {
-                    crate::message::Template::new(&s.from, s.size, &mut state.rng)
+                    crate::message::Template::new(ctx.sender(), s.size, &mut state.rng)
                 });
                 crate::smtp_client::session(&ctx, &mut state, template).await
             }

@@ -184,9 +184,9 @@ async fn transaction(
         .collect();
 
     let mail = if smtp.caps.size {
-        format!("MAIL FROM:<{}> SIZE={}\r\n", s.from, s.size)
+        format!("MAIL FROM:<{}> SIZE={}\r\n", ctx.sender(), s.size)
     } else {
-        format!("MAIL FROM:<{}>\r\n", s.from)
+        format!("MAIL FROM:<{}>\r\n", ctx.sender())
     };
     let mut accepted = 0usize;
     let data_code;
