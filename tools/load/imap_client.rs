@@ -64,7 +64,7 @@ impl<'a> Imap<'a> {
                         return Err(ProtoError::Unexpected("completion with an unknown tag").into());
                     }
                     if let Some(uid) = resp.code_number(b"APPENDUID") {
-                        self.uidnext = self.uidnext.max(uid + 1);
+                        self.uidnext = self.uidnext.max(uid.saturating_add(1));
                     }
                     return match (status, wait) {
                         (Status::Ok, Wait::Tagged) => Ok(()),
@@ -113,7 +113,7 @@ impl<'a> Imap<'a> {
             return "1:*".to_string();
         }
         let a = rng.gen_range(1..=hi);
-        let b = (a + u64::from(count) - 1).min(hi);
+        let b = a.saturating_add(u64::from(count) - 1).min(hi);
         format!("{a}:{b}")
     }
 }
