@@ -2,6 +2,8 @@
 //! HDR latency histograms per operation. See `ringpost-load --help`.
 
 mod cli;
+#[cfg(test)]
+mod driver_tests;
 mod error;
 mod framing;
 mod hlog;
