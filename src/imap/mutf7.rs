@@ -112,6 +112,15 @@ pub fn decode(name: &str) -> Result<String, Mutf7Error> {
 
 /// Decodes the BASE64 between "&" (at `start`) and "-", appending the characters to `out`.
 fn decode_run(run: &[u8], start: usize, out: &mut String) -> Result<(), Mutf7Error> {
+    // Checked here so that '=' (padding) is reported as a bad byte, not a length problem.
+    if let Some(off) = run
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'+' || c == b','))
+    {
+        return Err(Mutf7Error::BadBase64 {
+            pos: start + 1 + off,
+        });
+    }
     let bytes = ENGINE.decode(run).map_err(|e| match e {
         base64::DecodeError::InvalidByte(off, _) => Mutf7Error::BadBase64 {
             pos: start + 1 + off,
@@ -182,4 +191,144 @@ pub fn encode(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc3501_example_round_trips() {
+        let wire = "~peter/mail/&U,BTFw-/&ZeVnLIqe-";
+        let name = "~peter/mail/\u{53f0}\u{5317}/\u{65e5}\u{672c}\u{8a9e}";
+        assert_eq!(decode(wire).unwrap(), name);
+        assert_eq!(encode(name), wire);
+    }
+
+    #[test]
+    fn plain_ascii_and_ampersand() {
+        assert_eq!(decode("INBOX").unwrap(), "INBOX");
+        assert_eq!(encode("INBOX"), "INBOX");
+        assert_eq!(decode("&-").unwrap(), "&");
+        assert_eq!(decode("A&-B&-").unwrap(), "A&B&");
+        assert_eq!(encode("Tom & Jerry"), "Tom &- Jerry");
+        assert_eq!(decode("Tom &- Jerry").unwrap(), "Tom & Jerry");
+        assert_eq!(decode("").unwrap(), "");
+    }
+
+    #[test]
+    fn non_ascii_round_trips() {
+        for (name, wire) in [
+            ("Entw\u{fc}rfe", "Entw&APw-rfe"),
+            ("\u{e9}\u{e9}", "&AOkA6Q-"),
+            ("Gel\u{f6}scht & mehr", "Gel&APY-scht &- mehr"),
+            // Outside the BMP: a surrogate pair.
+            ("\u{1f600}", "&2D3eAA-"),
+            // Control characters are not printable: they are encoded too.
+            ("a\tb", "a&AAk-b"),
+            ("\u{7f}", "&AH8-"),
+        ] {
+            assert_eq!(encode(name), wire, "encode {name:?}");
+            assert_eq!(decode(wire).unwrap(), name, "decode {wire:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_encoded_printable_ascii() {
+        // "&AGE-" is 'a'; "&ACY-" is '&' (must be "&-").
+        for wire in ["&AGE-", "x&ACY-", "&AOkAYQ-"] {
+            assert!(
+                matches!(decode(wire), Err(Mutf7Error::NonCanonical { .. })),
+                "{wire}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_adjacent_shift_sequences() {
+        assert_eq!(
+            decode("&AOk-&AOk-"),
+            Err(Mutf7Error::NonCanonical {
+                pos: 5,
+                reason: "adjacent shift sequences"
+            })
+        );
+        assert!(matches!(
+            decode("&AGE-&AGE-"),
+            Err(Mutf7Error::NonCanonical { .. })
+        ));
+        // Separated by a literal "&-" they are fine.
+        assert_eq!(decode("&AOk-&-&AOk-").unwrap(), "\u{e9}&\u{e9}");
+    }
+
+    #[test]
+    fn rejects_unterminated_shift() {
+        assert_eq!(decode("abc&AOk"), Err(Mutf7Error::Unterminated { pos: 3 }));
+        assert_eq!(decode("&"), Err(Mutf7Error::Unterminated { pos: 0 }));
+    }
+
+    #[test]
+    fn rejects_bad_base64() {
+        // '/' is standard BASE64 but not modified BASE64; '=' padding is not allowed either.
+        assert_eq!(decode("&U/BTFw-"), Err(Mutf7Error::BadBase64 { pos: 2 }));
+        assert_eq!(decode("&AOk=-"), Err(Mutf7Error::BadBase64 { pos: 4 }));
+        assert!(matches!(decode("&A!k-"), Err(Mutf7Error::BadBase64 { pos: 2 })));
+    }
+
+    #[test]
+    fn rejects_nonzero_padding_bits() {
+        // "&AOk-" is U+00E9 with two zero padding bits; "&AOl-" sets one of them.
+        assert_eq!(
+            decode("&AOl-"),
+            Err(Mutf7Error::NonCanonical {
+                pos: 0,
+                reason: "non-zero padding bits"
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_partial_or_extra_symbols() {
+        // One symbol is not even one byte; "AOkA" is 3 bytes: one unit and half of another.
+        for wire in ["&A-", "&AOkA-", "&AOkAAAA-"] {
+            assert!(
+                matches!(decode(wire), Err(Mutf7Error::NonCanonical { .. })),
+                "{wire}: {:?}",
+                decode(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_lone_surrogates() {
+        // U+D83D alone (high surrogate, no low one).
+        assert_eq!(decode("&2D0-"), Err(Mutf7Error::BadUtf16 { pos: 0 }));
+    }
+
+    #[test]
+    fn rejects_unencoded_non_ascii_and_controls() {
+        assert_eq!(
+            decode("caf\u{e9}"),
+            Err(Mutf7Error::NotPrintable { pos: 3, byte: 0xc3 })
+        );
+        assert_eq!(
+            decode("a\tb"),
+            Err(Mutf7Error::NotPrintable { pos: 1, byte: b'\t' })
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn encode_then_decode_is_identity(name in "\\PC{0,24}") {
+            let wire = encode(&name);
+            prop_assert!(wire.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+            prop_assert_eq!(decode(&wire).unwrap(), name);
+        }
+
+        #[test]
+        fn decode_accepts_only_canonical(wire in "[ -~]{0,24}") {
+            // Whatever decodes must re-encode to exactly the same spelling.
+            if let Ok(name) = decode(&wire) {
+                prop_assert_eq!(encode(&name), wire);
+            }
+        }
+    }
 }
