@@ -1398,4 +1398,873 @@ fn node_text_contains(node: &Node<'_>, folded_needle: &str, depth: usize) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Compares IMAP output with a hand-written expectation, showing both as text on failure.
+    #[track_caller]
+    fn check(actual: &[u8], expected: &str) {
+        assert_eq!(
+            String::from_utf8_lossy(actual),
+            expected,
+            "\n actual: {}\n expect: {}",
+            String::from_utf8_lossy(actual),
+            expected
+        );
+    }
+
+    fn sec(part: &[u32], text: Option<SectionText>) -> Section {
+        Section {
+            part: part.to_vec(),
+            text,
+        }
+    }
+
+    fn fields_sec(part: &[u32], not: bool, names: &[&str]) -> Section {
+        sec(
+            part,
+            Some(SectionText::HeaderFields {
+                not,
+                fields: names.iter().map(|n| n.to_string()).collect(),
+            }),
+        )
+    }
+
+    #[track_caller]
+    fn check_section(msg: &[u8], section: &Section, expected: &str) {
+        match super::section(msg, section) {
+            Some(bytes) => check(&bytes, expected),
+            None => panic!("section {section:?} missing"),
+        }
+    }
+
+    const SIMPLE: &str = "From: Alice Example <alice@example.com>\r\n\
+        To: bob@example.org\r\n\
+        Subject: Hello\r\n\
+        Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\
+        Message-ID: <B27397-0100000@example.com>\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        \r\n\
+        Hello Bob,\r\n\
+        bye\r\n";
+
+    #[test]
+    fn simple_text_plain() {
+        let m = SIMPLE.as_bytes();
+        check(
+            &envelope(m),
+            "(\"Mon, 7 Feb 1994 21:52:25 -0800\" \"Hello\" \
+             ((\"Alice Example\" NIL \"alice\" \"example.com\")) \
+             ((\"Alice Example\" NIL \"alice\" \"example.com\")) \
+             ((\"Alice Example\" NIL \"alice\" \"example.com\")) \
+             ((NIL NIL \"bob\" \"example.org\")) NIL NIL NIL \"<B27397-0100000@example.com>\")",
+        );
+        check(
+            &body_structure(m, true),
+            "(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 17 2 NIL NIL NIL NIL)",
+        );
+        check(
+            &body_structure(m, false),
+            "(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 17 2)",
+        );
+    }
+
+    #[test]
+    fn no_content_type_defaults_to_us_ascii_text() {
+        let m = b"From: a@b.c\r\n\r\nhi\r\n";
+        check(
+            &body_structure(m, true),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 1 NIL NIL NIL NIL)",
+        );
+        check(
+            &envelope(m),
+            "(NIL NIL ((NIL NIL \"a\" \"b.c\")) ((NIL NIL \"a\" \"b.c\")) ((NIL NIL \"a\" \"b.c\")) \
+             NIL NIL NIL NIL NIL)",
+        );
+        // A text type without charset gets the default too, after its own parameters.
+        let m = b"Content-Type: text/plain; format=flowed\r\n\r\nx";
+        check(
+            &body_structure(m, false),
+            "(\"text\" \"plain\" (\"format\" \"flowed\" \"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0)",
+        );
+    }
+
+    const ALTERNATIVE: &str = "From: a@b.c\r\n\
+        Subject: alt\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: multipart/alternative; boundary=\"XX\"\r\n\
+        \r\n\
+        --XX\r\n\
+        Content-Type: text/plain; charset=us-ascii\r\n\
+        \r\n\
+        plain text\r\n\
+        line 2\r\n\
+        --XX\r\n\
+        Content-Type: text/html; charset=us-ascii\r\n\
+        Content-Transfer-Encoding: quoted-printable\r\n\
+        \r\n\
+        <p>html=3D</p>\r\n\
+        --XX--\r\n";
+
+    #[test]
+    fn multipart_alternative() {
+        let m = ALTERNATIVE.as_bytes();
+        check(
+            &body_structure(m, true),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 18 1 NIL NIL NIL NIL)\
+             (\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"quoted-printable\" 14 0 NIL NIL NIL NIL) \
+             \"alternative\" (\"boundary\" \"XX\") NIL NIL NIL)",
+        );
+        check(
+            &body_structure(m, false),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 18 1)\
+             (\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"quoted-printable\" 14 0) \"alternative\")",
+        );
+        check_section(m, &sec(&[1], None), "plain text\r\nline 2");
+        check_section(m, &sec(&[2], None), "<p>html=3D</p>");
+        check_section(
+            m,
+            &sec(&[2], Some(SectionText::Mime)),
+            "Content-Type: text/html; charset=us-ascii\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        );
+        // A non-multipart part's only subpart is itself.
+        check_section(m, &sec(&[1, 1], None), "plain text\r\nline 2");
+        assert_eq!(section(m, &sec(&[3], None)), None);
+        assert_eq!(section(m, &sec(&[0], None)), None);
+        assert_eq!(section(m, &sec(&[1, 2], None)), None);
+        // HEADER/TEXT only apply to message/rfc822 parts.
+        assert_eq!(section(m, &sec(&[1], Some(SectionText::Header))), None);
+        assert_eq!(section(m, &sec(&[1], Some(SectionText::Text))), None);
+        assert_eq!(binary_section(m, &[2]).unwrap(), b"<p>html=</p>");
+        assert_eq!(binary_size(m, &[2]), Ok(12));
+        assert_eq!(binary_section(m, &[1]).unwrap(), b"plain text\r\nline 2");
+    }
+
+    const MIXED: &[u8] = b"From: \"Doe, Jane\" <jane@example.com>\r\n\
+        To: Bob <bob@example.org>, carol@example.net\r\n\
+        Cc: undisclosed-recipients:;\r\n\
+        Subject: =?UTF-8?Q?R=C3=A9sum=C3=A9?=\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed;\r\n boundary=\"==b1==\"\r\n\
+        \r\n\
+        This is a multi-part message in MIME format.\r\n\
+        --==b1==\r\n\
+        Content-Type: text/plain; charset=\"UTF-8\"\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\
+        \r\n\
+        Voil\xc3\xa0.\r\n\
+        --==b1==\r\n\
+        Content-Type: application/pdf; name=\"cv.pdf\"\r\n\
+        Content-Disposition: attachment; filename=\"cv.pdf\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\
+        Content-ID: <part2@example.com>\r\n\
+        Content-Description: My CV\r\n\
+        \r\n\
+        JVBERi0xLjQK\r\n\
+        --==b1==--\r\n";
+
+    #[test]
+    fn multipart_mixed_with_attachment() {
+        check(
+            &body_structure(MIXED, true),
+            "((\"text\" \"plain\" (\"charset\" \"UTF-8\") NIL NIL \"8bit\" 7 0 NIL NIL NIL NIL)\
+             (\"application\" \"pdf\" (\"name\" \"cv.pdf\") \"<part2@example.com>\" \"My CV\" \"base64\" 12 \
+             NIL (\"attachment\" (\"filename\" \"cv.pdf\")) NIL NIL) \
+             \"mixed\" (\"boundary\" \"==b1==\") NIL NIL NIL)",
+        );
+        check(
+            &body_structure(MIXED, false),
+            "((\"text\" \"plain\" (\"charset\" \"UTF-8\") NIL NIL \"8bit\" 7 0)\
+             (\"application\" \"pdf\" (\"name\" \"cv.pdf\") \"<part2@example.com>\" \"My CV\" \"base64\" 12) \
+             \"mixed\")",
+        );
+        // The encoded-word subject stays raw; the quoted display name is unquoted; the empty
+        // group is a start marker and an end marker.
+        check(
+            &envelope(MIXED),
+            "(NIL \"=?UTF-8?Q?R=C3=A9sum=C3=A9?=\" \
+             ((\"Doe, Jane\" NIL \"jane\" \"example.com\")) \
+             ((\"Doe, Jane\" NIL \"jane\" \"example.com\")) \
+             ((\"Doe, Jane\" NIL \"jane\" \"example.com\")) \
+             ((\"Bob\" NIL \"bob\" \"example.org\")(NIL NIL \"carol\" \"example.net\")) \
+             ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL)",
+        );
+        assert_eq!(binary_section(MIXED, &[2]).unwrap(), b"%PDF-1.4\n");
+        assert_eq!(binary_size(MIXED, &[2]), Ok(9));
+        assert_eq!(binary_section(MIXED, &[1]).unwrap(), b"Voil\xc3\xa0.");
+        assert_eq!(binary_section(MIXED, &[3]), Err(BinaryError::NoSuchPart));
+        assert_eq!(binary_section(MIXED, &[]).unwrap(), MIXED);
+    }
+
+    const NESTED: &str = "Content-Type: multipart/mixed; boundary=outer\r\n\
+        \r\n\
+        --outer\r\n\
+        Content-Type: multipart/alternative; boundary=inner\r\n\
+        \r\n\
+        --inner\r\n\
+        Content-Type: text/plain\r\n\
+        \r\n\
+        text\r\n\
+        --inner\r\n\
+        Content-Type: text/html\r\n\
+        \r\n\
+        <b>html</b>\r\n\
+        --inner--\r\n\
+        \r\n\
+        --outer\r\n\
+        Content-Type: image/png\r\n\
+        Content-Transfer-Encoding: base64\r\n\
+        \r\n\
+        iVBORw0KGgo=\r\n\
+        --outer--\r\n";
+
+    #[test]
+    fn nested_multipart() {
+        let m = NESTED.as_bytes();
+        check(
+            &body_structure(m, true),
+            "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 0 NIL NIL NIL NIL)\
+             (\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 11 0 NIL NIL NIL NIL) \
+             \"alternative\" (\"boundary\" \"inner\") NIL NIL NIL)\
+             (\"image\" \"png\" NIL NIL NIL \"base64\" 12 NIL NIL NIL NIL) \
+             \"mixed\" (\"boundary\" \"outer\") NIL NIL NIL)",
+        );
+        check_section(m, &sec(&[1, 2], None), "<b>html</b>");
+        check_section(m, &sec(&[1, 1], None), "text");
+        check_section(
+            m,
+            &sec(&[1, 2], Some(SectionText::Mime)),
+            "Content-Type: text/html\r\n\r\n",
+        );
+        check_section(
+            m,
+            &sec(&[1], Some(SectionText::Mime)),
+            "Content-Type: multipart/alternative; boundary=inner\r\n\r\n",
+        );
+        // A multipart's body runs to the CRLF that belongs to the next outer boundary.
+        check_section(
+            m,
+            &sec(&[1], None),
+            "--inner\r\nContent-Type: text/plain\r\n\r\ntext\r\n\
+             --inner\r\nContent-Type: text/html\r\n\r\n<b>html</b>\r\n--inner--\r\n",
+        );
+        check_section(m, &sec(&[2], None), "iVBORw0KGgo=");
+        assert_eq!(
+            binary_section(m, &[2]).unwrap(),
+            [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n']
+        );
+        assert_eq!(section(m, &sec(&[1, 3], None)), None);
+    }
+
+    /// Features of Dovecot's own BODYSTRUCTURE test, in a message of our own: folded quoted
+    /// boundary, every extension field, an escaped quote in a parameter, an invalid CTE (shown
+    /// as the default), and an attached message with preamble and epilogue.
+    const INNER: &str = "From: inner@example.org\r\n\
+        To: t1@example.org, t2@example.org\r\n\
+        Date: Wed, 3 Jul 2019 10:00:00 +0200\r\n\
+        Subject: inner\r\n\
+        Content-Type: multipart/alternative; boundary=\"alt\"\r\n\
+        \r\n\
+        alt prologue\r\n\
+        --alt\r\n\
+        Content-Type: text/html\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\
+        \r\n\
+        <p>hi</p>\r\n\
+        \r\n\
+        --alt\r\n\
+        Content-Type: text/plain\r\n\
+        Content-Transfer-Encoding: ?bogus\r\n\
+        \r\n\
+        hi again\r\n\
+        \r\n\
+        --alt--\r\n\
+        alt epilogue\r\n";
+
+    fn kitchen_sink() -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(
+            b"From: user@example.org\r\n\
+            Mime-Version: 1.0\r\n\
+            Content-Type: multipart/mixed; boundary=\"ab\r\n cd\"\r\n\
+            \r\n\
+            prologue\r\n\
+            \r\n\
+            --ab cd\r\n\
+            Content-Type: text/x-custom; charset=us-ascii; q=\"say \\\"hi\\\"\"\r\n\
+            Content-ID: <id1@example.org>\r\n\
+            Content-MD5: Q2hlY2s=\r\n\
+            Content-Disposition: inline; size=5\r\n\
+            Content-Description: a description\r\n\
+            Content-Language: en, de\r\n\
+            Content-Location: http://example.org/x.txt\r\n\
+            \r\n\
+            howdy\r\n\
+            \r\n\
+            --ab cd\r\n\
+            Content-Type: message/rfc822\r\n\
+            \r\n",
+        );
+        m.extend_from_slice(INNER.as_bytes());
+        m.extend_from_slice(b"\r\n--ab cd--\r\nepilogue\r\n");
+        m
+    }
+
+    #[test]
+    fn extension_data_and_attached_message() {
+        let m = kitchen_sink();
+        let inner_env = "(\"Wed, 3 Jul 2019 10:00:00 +0200\" \"inner\" \
+             ((NIL NIL \"inner\" \"example.org\")) ((NIL NIL \"inner\" \"example.org\")) \
+             ((NIL NIL \"inner\" \"example.org\")) \
+             ((NIL NIL \"t1\" \"example.org\")(NIL NIL \"t2\" \"example.org\")) NIL NIL NIL NIL)";
+        assert_eq!(INNER.len(), 369);
+        check(
+            &body_structure(&m, true),
+            &format!(
+                "((\"text\" \"x-custom\" (\"charset\" \"us-ascii\" \"q\" \"say \\\"hi\\\"\") \
+                 \"<id1@example.org>\" \"a description\" \"7bit\" 7 1 \"Q2hlY2s=\" \
+                 (\"inline\" (\"size\" \"5\")) (\"en\" \"de\") \"http://example.org/x.txt\")\
+                 (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 369 {inner_env} \
+                 ((\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"8bit\" 11 1 NIL NIL NIL NIL)\
+                 (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL) \
+                 \"alternative\" (\"boundary\" \"alt\") NIL NIL NIL) 21 NIL NIL NIL NIL) \
+                 \"mixed\" (\"boundary\" \"ab cd\") NIL NIL NIL)"
+            ),
+        );
+        check(
+            &body_structure(&m, false),
+            &format!(
+                "((\"text\" \"x-custom\" (\"charset\" \"us-ascii\" \"q\" \"say \\\"hi\\\"\") \
+                 \"<id1@example.org>\" \"a description\" \"7bit\" 7 1)\
+                 (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 369 {inner_env} \
+                 ((\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"8bit\" 11 1)\
+                 (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1) \
+                 \"alternative\") 21) \"mixed\")"
+            ),
+        );
+        // Part 2 is the whole encapsulated message; its HEADER/TEXT are the inner message's.
+        check_section(&m, &sec(&[2], None), INNER);
+        let (inner_header, inner_text) = INNER.split_at(INNER.find("\r\n\r\n").unwrap() + 4);
+        check_section(&m, &sec(&[2], Some(SectionText::Header)), inner_header);
+        check_section(&m, &sec(&[2], Some(SectionText::Text)), inner_text);
+        check_section(
+            &m,
+            &sec(&[2], Some(SectionText::Mime)),
+            "Content-Type: message/rfc822\r\n\r\n",
+        );
+        check_section(&m, &sec(&[2, 1], None), "<p>hi</p>\r\n");
+        check_section(&m, &sec(&[2, 2], None), "hi again\r\n");
+        check_section(
+            &m,
+            &fields_sec(&[2], false, &["subject", "FROM"]),
+            "From: inner@example.org\r\nSubject: inner\r\n\r\n",
+        );
+        // An invalid CTE is reported as the default and decodes as identity.
+        assert_eq!(binary_section(&m, &[2, 2]).unwrap(), b"hi again\r\n");
+    }
+
+    const FORWARDED_TWICE: &str = "Subject: outer\r\n\
+        Content-Type: multipart/mixed; boundary=o\r\n\
+        \r\n\
+        --o\r\n\
+        \r\n\
+        cover\r\n\
+        --o\r\n\
+        Content-Type: message/rfc822\r\n\
+        \r\n\
+        Subject: mid\r\n\
+        Content-Type: multipart/mixed; boundary=m\r\n\
+        \r\n\
+        --m\r\n\
+        Content-Type: message/rfc822\r\n\
+        \r\n\
+        Subject: deepest\r\n\
+        \r\n\
+        deep body\r\n\
+        --m--\r\n\
+        --o--\r\n";
+
+    #[test]
+    fn sections_inside_encapsulated_messages() {
+        let m = FORWARDED_TWICE.as_bytes();
+        check_section(m, &sec(&[1], None), "cover");
+        check_section(m, &sec(&[1], Some(SectionText::Mime)), "\r\n");
+        check_section(
+            m,
+            &sec(&[2], Some(SectionText::Header)),
+            "Subject: mid\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n",
+        );
+        check_section(
+            m,
+            &sec(&[2, 1], Some(SectionText::Header)),
+            "Subject: deepest\r\n\r\n",
+        );
+        check_section(m, &sec(&[2, 1], Some(SectionText::Text)), "deep body");
+        // The only part of a non-multipart message is its body.
+        check_section(m, &sec(&[2, 1, 1], None), "deep body");
+        check_section(
+            m,
+            &sec(&[2, 1], None),
+            "Subject: deepest\r\n\r\ndeep body",
+        );
+        check_section(
+            m,
+            &fields_sec(&[2, 1], true, &["Content-Type"]),
+            "Subject: deepest\r\n\r\n",
+        );
+        assert_eq!(section(m, &sec(&[2, 2], None)), None);
+        check(
+            &body_structure(m, false),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0)\
+             (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 132 \
+             (NIL \"mid\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+             ((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 29 \
+             (NIL \"deepest\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+             (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 9 0) 2) \"mixed\") 9) \
+             \"mixed\")",
+        );
+    }
+
+    #[test]
+    fn top_level_sections() {
+        let m = SIMPLE.as_bytes();
+        let (header, text) = SIMPLE.split_at(SIMPLE.find("\r\n\r\n").unwrap() + 4);
+        check_section(m, &sec(&[], None), SIMPLE);
+        check_section(m, &sec(&[], Some(SectionText::Header)), header);
+        check_section(m, &sec(&[], Some(SectionText::Text)), text);
+        assert_eq!(section(m, &sec(&[], Some(SectionText::Mime))), None);
+        // Part 1 of a single-part message is its body; its MIME header is the message header.
+        check_section(m, &sec(&[1], None), text);
+        check_section(m, &sec(&[1], Some(SectionText::Mime)), header);
+        assert_eq!(section(m, &sec(&[2], None)), None);
+        // Names match case-insensitively; order is the message's, not the request's.
+        check_section(
+            m,
+            &fields_sec(&[], false, &["SUBJECT", "from", "X-Absent"]),
+            "From: Alice Example <alice@example.com>\r\nSubject: Hello\r\n\r\n",
+        );
+        check_section(m, &fields_sec(&[], false, &["X-Absent"]), "\r\n");
+        check_section(
+            m,
+            &fields_sec(&[], true, &["Subject", "date", "message-id", "MIME-Version"]),
+            "From: Alice Example <alice@example.com>\r\nTo: bob@example.org\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn header_fields_keep_folding_and_duplicates() {
+        let m = b"Received: from a\r\n\tby b; Mon, 1 Jan 2001 00:00:00 +0000\r\n\
+            X-Spam: no\r\n\
+            Received: from c\r\n by d\r\n\
+            Subject : spaced\r\n\
+            \r\n\
+            body";
+        check_section(
+            m,
+            &fields_sec(&[], false, &["received", "subject"]),
+            "Received: from a\r\n\tby b; Mon, 1 Jan 2001 00:00:00 +0000\r\n\
+             Received: from c\r\n by d\r\nSubject : spaced\r\n\r\n",
+        );
+        check_section(m, &fields_sec(&[], true, &["received", "subject"]), "X-Spam: no\r\n\r\n");
+    }
+
+    #[test]
+    fn dovecot_envelope_cases() {
+        // The address cases Dovecot's envelope test carries over from imaptest.
+        check(
+            &envelope(
+                b"Message-ID: <msg@id>\nIn-Reply-To: <reply@to.id>\n\
+                  Date: Thu, 15 Feb 2007 01:02:03 +0200\nSubject: subject header\n\
+                  From: From Real <fromuser@fromdomain.org>\nTo: To Real <touser@todomain.org>\n\
+                  Cc: Cc Real <ccuser@ccdomain.org>\nBcc: Bcc Real <bccuser@bccdomain.org>\n\
+                  Sender: Sender Real <senderuser@senderdomain.org>\n\
+                  Reply-To: ReplyTo Real <replytouser@replytodomain.org>\n\nbody\n",
+            ),
+            "(\"Thu, 15 Feb 2007 01:02:03 +0200\" \"subject header\" \
+             ((\"From Real\" NIL \"fromuser\" \"fromdomain.org\")) \
+             ((\"Sender Real\" NIL \"senderuser\" \"senderdomain.org\")) \
+             ((\"ReplyTo Real\" NIL \"replytouser\" \"replytodomain.org\")) \
+             ((\"To Real\" NIL \"touser\" \"todomain.org\")) \
+             ((\"Cc Real\" NIL \"ccuser\" \"ccdomain.org\")) \
+             ((\"Bcc Real\" NIL \"bccuser\" \"bccdomain.org\")) \"<reply@to.id>\" \"<msg@id>\")",
+        );
+        check(
+            &envelope(
+                b"Date: Thu, 15 Feb 2007 01:02:03 +0200\nFrom: user@domain (Real Name)\n\
+                  To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\n\
+                  Cc: group:;, group2: (foo) ;\n\nbody\n",
+            ),
+            "(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL \
+             ((\"Real Name\" NIL \"user\" \"domain\")) ((\"Real Name\" NIL \"user\" \"domain\")) \
+             ((\"Real Name\" NIL \"user\" \"domain\")) \
+             ((NIL NIL \"group\" NIL)(NIL NIL \"g1\" \"d1.org\")(NIL NIL \"g2\" \"d2.org\")\
+             (NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL \"g3\" \"d3.org\")(NIL NIL NIL NIL)) \
+             ((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL)) \
+             NIL NIL NIL)",
+        );
+        // Empty Sender / Reply-To fall back to From.
+        check(
+            &envelope(b"From: user@domain (Real Name)\nSender: \nReply-To: \n\nbody\n"),
+            "(NIL NIL ((\"Real Name\" NIL \"user\" \"domain\")) \
+             ((\"Real Name\" NIL \"user\" \"domain\")) ((\"Real Name\" NIL \"user\" \"domain\")) \
+             NIL NIL NIL NIL NIL)",
+        );
+        check(
+            &envelope(b"From: <@route:user@domain>\n\nbody\n"),
+            "(NIL NIL ((NIL \"@route\" \"user\" \"domain\")) ((NIL \"@route\" \"user\" \"domain\")) \
+             ((NIL \"@route\" \"user\" \"domain\")) NIL NIL NIL NIL NIL)",
+        );
+    }
+
+    #[test]
+    fn envelope_strings_are_raw_and_quoted_safely() {
+        let m = "From: =?ISO-8859-1?Q?Andr=E9?= Pirard <PIRARD@vm1.ulg.ac.be>\r\n\
+            To: undisclosed\r\n\
+            Cc: \"John Q. Public\" <\"john public\"@example.com>, John Q. Public <jqp@example.com>\r\n\
+            Subject: He said \"hi\" \\o/\r\n\
+            In-Reply-To: <a@b>\r\n\t<c@d>\r\n\
+            \r\n";
+        check(
+            &envelope(m.as_bytes()),
+            "(NIL \"He said \\\"hi\\\" \\\\o/\" \
+             ((\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" NIL \"PIRARD\" \"vm1.ulg.ac.be\")) \
+             ((\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" NIL \"PIRARD\" \"vm1.ulg.ac.be\")) \
+             ((\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" NIL \"PIRARD\" \"vm1.ulg.ac.be\")) \
+             ((NIL NIL \"undisclosed\" \"MISSING_DOMAIN\")) \
+             ((\"John Q. Public\" NIL \"john public\" \"example.com\")\
+             (\"John Q. Public\" NIL \"jqp\" \"example.com\")) \
+             NIL \"<a@b>\t<c@d>\" NIL)",
+        );
+        // 8-bit and quote-heavy strings go as literals; folded values are unfolded.
+        check(
+            &envelope("Subject: Gr\u{fc}\u{df}e\r\n\r\n".as_bytes()),
+            "(NIL {7}\r\nGr\u{fc}\u{df}e NIL NIL NIL NIL NIL NIL NIL NIL)",
+        );
+        check(
+            &envelope(b"Subject: \"a\"b\"c\"\r\n\r\n"),
+            "(NIL \"\\\"a\\\"b\\\"c\\\"\" NIL NIL NIL NIL NIL NIL NIL NIL)",
+        );
+        check(
+            &envelope(b"Subject: \"a\"b\"c\"d\"\r\n\r\n"),
+            "(NIL {9}\r\n\"a\"b\"c\"d\" NIL NIL NIL NIL NIL NIL NIL NIL)",
+        );
+        check(
+            &envelope(b"Subject: one\r\n two\r\n\r\n"),
+            "(NIL \"one two\" NIL NIL NIL NIL NIL NIL NIL NIL)",
+        );
+        check(
+            &envelope(b"Subject:\r\n\r\n"),
+            "(NIL \"\" NIL NIL NIL NIL NIL NIL NIL NIL)",
+        );
+    }
+
+    #[test]
+    fn envelope_without_from() {
+        check(
+            &envelope(b"Subject: x\r\nTo: a@b\r\n\r\nbody"),
+            "(NIL \"x\" NIL NIL NIL ((NIL NIL \"a\" \"b\")) NIL NIL NIL NIL)",
+        );
+        check(&envelope(b""), "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+    }
+
+    #[test]
+    fn rfc2231_parameters_stay_encoded_like_dovecot() {
+        let m = b"Content-Type: application/octet-stream;\r\n\
+            \tname*0=\"long \"; name*1=\"name.txt\";\r\n\
+            \ttitle*=us-ascii'en-us'This%20is%20%2A%2A%2Afun%2A%2A%2A\r\n\
+            Content-Disposition: attachment; filename*0*=UTF-8''%e2%98%95; filename*1*=.txt\r\n\
+            \r\n\
+            x";
+        check(
+            &body_structure(m, true),
+            "(\"application\" \"octet-stream\" (\"title*\" \"us-ascii'en-us'This%20is%20%2A%2A%2Afun%2A%2A%2A\" \
+             \"name\" \"long name.txt\") NIL NIL \"7bit\" 1 NIL \
+             (\"attachment\" (\"filename*\" \"UTF-8''%e2%98%95.txt\")) NIL NIL)",
+        );
+    }
+
+    #[test]
+    fn message_global_and_unparsable_parts_stay_leaves() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: message/global\r\n\r\nSubject: x\r\n\r\ny\r\n--b--\r\n";
+        check(
+            &body_structure(m, false),
+            "((\"message\" \"global\" NIL NIL NIL \"7bit\" 15) \"mixed\")",
+        );
+        // A multipart without its boundary is plain text to us (as to mail-parser).
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\nno parts\r\n";
+        check(
+            &body_structure(m, false),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1)",
+        );
+    }
+
+    #[test]
+    fn binary_decoding() {
+        let qp = b"Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+            caf=C3=A9 =3D soft=\r\nbreak  \r\n=zz stays\r\n";
+        assert_eq!(
+            binary_section(qp, &[1]).unwrap(),
+            "caf\u{e9} = softbreak\r\n=zz stays\r\n".as_bytes()
+        );
+        let b64 = b"Content-Type: application/octet-stream\r\n\
+            Content-Transfer-Encoding: BASE64\r\n\r\n\
+            AAEC\r\nAwQF\r\nBg==\r\n";
+        assert_eq!(binary_section(b64, &[1]).unwrap(), [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(binary_size(b64, &[1]), Ok(7));
+        let unknown = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n";
+        assert_eq!(
+            binary_section(unknown, &[1]),
+            Err(BinaryError::UnknownCte("x-uuencode".into()))
+        );
+        assert_eq!(
+            binary_size(unknown, &[1]),
+            Err(BinaryError::UnknownCte("x-uuencode".into()))
+        );
+        assert_eq!(binary_section(unknown, &[2]), Err(BinaryError::NoSuchPart));
+    }
+
+    #[test]
+    fn decoders_are_lenient() {
+        assert_eq!(decode_base64(b"SGVs\r\nbG8=\r\nV29y\nbGQ="), b"HelloWorld");
+        assert_eq!(decode_base64(b"!!SGk="), b"Hi");
+        assert_eq!(decode_quoted_printable(b"a=\nb"), b"ab");
+        assert_eq!(decode_quoted_printable(b"x=4"), b"x=4");
+        assert_eq!(decode_quoted_printable(b"trail \t\nx="), b"trail\nx");
+    }
+
+    #[test]
+    fn search_header_decodes_and_folds_case() {
+        let m = MIXED;
+        assert!(header_value_contains(m, "subject", "résumé"));
+        assert!(header_value_contains(m, "SUBJECT", "RÉSUMÉ"));
+        assert!(!header_value_contains(m, "Subject", "=?UTF-8"));
+        assert!(header_value_contains(m, "from", "jane@EXAMPLE"));
+        assert!(header_value_contains(m, "From", "doe, jane"));
+        assert!(header_value_contains(m, "to", "carol"));
+        assert!(header_value_contains(m, "Content-Type", "==b1=="));
+        // An empty needle matches whenever the field exists.
+        assert!(header_value_contains(m, "cc", ""));
+        assert!(!header_value_contains(m, "bcc", ""));
+        assert!(!header_value_contains(m, "to", "jane"));
+        // Folded values are searched unfolded; encoded words in names are decoded.
+        let m = b"From: =?ISO-8859-1?Q?Andr=E9?=\r\n Pirard <p@x>\r\n\r\n";
+        assert!(header_value_contains(m, "From", "andré pirard"));
+        // Part headers are not message headers.
+        assert!(!header_value_contains(MIXED, "Content-ID", ""));
+    }
+
+    #[test]
+    fn search_body_and_text() {
+        assert!(body_contains(MIXED, "VOILÀ"));
+        assert!(!body_contains(MIXED, "Résumé"));
+        assert!(text_contains(MIXED, "Résumé"));
+        assert!(text_contains(MIXED, "voilà"));
+        // Quoted-printable is decoded before matching.
+        assert!(body_contains(ALTERNATIVE.as_bytes(), "html=</p>"));
+        assert!(!body_contains(ALTERNATIVE.as_bytes(), "html=3D"));
+        // Attachments that are not text are not searched; an empty needle always matches.
+        assert!(!body_contains(MIXED, "JVBERi0"));
+        assert!(body_contains(MIXED, ""));
+        // Text of an attached message, and its header, count as body.
+        let m = kitchen_sink();
+        assert!(body_contains(&m, "HI AGAIN"));
+        assert!(body_contains(&m, "t2@example.org"));
+        assert!(!body_contains(&m, "user@example.org"));
+        assert!(text_contains(&m, "user@example.org"));
+        // Base64 text with a charset.
+        let m = b"Content-Type: text/plain; charset=iso-8859-1\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\nR3L832U=\r\n";
+        assert!(body_contains(m, "grüße"));
+        assert!(!text_contains(m, "nothing"));
+    }
+
+    #[test]
+    fn sent_date_uses_the_headers_own_zone() {
+        // 23:30 at -0800 is already the next day in UTC; SENTON compares the header's date.
+        let m = b"Date: Sun, 31 Dec 2023 23:30:00 -0800\r\n\r\n";
+        let secs = sent_date(m).unwrap();
+        assert_eq!(secs, 1_704_065_400);
+        assert_eq!(secs.div_euclid(86_400), 19_722); // 2023-12-31
+        assert_eq!(sent_date(b"Date: not a date\r\n\r\n"), None);
+        assert_eq!(sent_date(b"Subject: x\r\n\r\n"), None);
+        assert_eq!(
+            sent_date(b"Date: Thu, 1 Jan 1970 00:00:01 +0000\r\n\r\n"),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn bare_lf_8bit_and_missing_blank_line() {
+        let m = b"From: a@b\nSubject: caf\xc3\xa9\nContent-Type: multipart/mixed; boundary=z\n\n--z\n\nx\ny\n--z--\n";
+        check(
+            &body_structure(m, false),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1) \"mixed\")",
+        );
+        check_section(m, &sec(&[1], None), "x\ny");
+        check_section(m, &sec(&[], Some(SectionText::Text)), "--z\n\nx\ny\n--z--\n");
+        check(
+            &envelope(m),
+            "(NIL {5}\r\ncaf\u{e9} ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) \
+             ((NIL NIL \"a\" \"b\")) NIL NIL NIL NIL NIL)",
+        );
+        assert!(header_value_contains(m, "subject", "CAFÉ"));
+        // No blank line: everything is header, the body is empty.
+        let m = b"From: a@b\r\nSubject: x";
+        check_section(m, &sec(&[], Some(SectionText::Header)), "From: a@b\r\nSubject: x");
+        check_section(m, &sec(&[], Some(SectionText::Text)), "");
+        check_section(m, &sec(&[1], None), "");
+        check(
+            &body_structure(m, false),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)",
+        );
+        // Nothing that looks like a header at all.
+        for m in [&b""[..], b"   ", b"\r\n", b"garbage"] {
+            assert_eq!(section(m, &sec(&[], None)).unwrap(), m);
+            let bs = body_structure(m, true);
+            assert!(bs.starts_with(b"(\"text\" \"plain\""), "{:?}", String::from_utf8_lossy(&bs));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_capped_and_torn_down_without_recursion() {
+        let mut deep_msg = Vec::new();
+        for _ in 0..20_000 {
+            deep_msg.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        deep_msg.extend_from_slice(b"Subject: bottom\r\n\r\nbody\r\n");
+        let mut deep_mp = Vec::new();
+        for i in 0..5_000 {
+            deep_mp.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n").as_bytes(),
+            );
+        }
+        deep_mp.extend_from_slice(b"\r\nleaf\r\n");
+        // A small stack, so any recursion proportional to the input depth would overflow.
+        let handle = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                for m in [&deep_msg, &deep_mp] {
+                    let bs = body_structure(m, true);
+                    let depth = bs.iter().take_while(|&&c| c == b'(').count();
+                    assert!(depth <= MAX_DEPTH + 2, "depth {depth}");
+                    // Below the cap a part is an opaque leaf, whose "1" is itself.
+                    let capped = section(m, &sec(&[1; 70], None));
+                    assert!(capped.is_some());
+                    assert_eq!(section(m, &sec(&[1; 500], None)), capped);
+                    assert!(section(m, &sec(&[1; 10], None)).is_some());
+                    assert!(body_contains(m, "") && !body_contains(m, "nowhere"));
+                    let _ = binary_section(m, &[1; 40]);
+                    let _ = envelope(m);
+                }
+            })
+            .unwrap();
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn header_end_matches_mail_parser_on_tricky_headers() {
+        for m in [
+            &b"A: b\r\n \r\n\r\nbody"[..],
+            b" \r\nbody",
+            b"no colon\r\n more\r\n\r\nbody",
+            b": x\r\n\r\nbody",
+            b"A:\r\n\r\n",
+            b"\r\r\nbody",
+            b"Subject: =?utf-8?b?YWJj\r\n?=\r\n\r\nx",
+        ] {
+            let parsed = parse(m);
+            let offset_body = parsed.0.as_ref().map(|msg| msg.parts[0].offset_body);
+            assert_eq!(
+                offset_body.unwrap_or(m.len()),
+                header_len(m),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+    }
+
+    fn mime_fragment() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"Content-Type: multipart/mixed; boundary=b\r\n".to_vec()),
+            Just(b"Content-Type: multipart/alternative; boundary=\"c\"\r\n".to_vec()),
+            Just(b"Content-Type: message/rfc822\r\n".to_vec()),
+            Just(b"Content-Type: text/plain; charset=utf-8; name*0*=x; name*1=y\r\n".to_vec()),
+            Just(b"Content-Transfer-Encoding: base64\r\n".to_vec()),
+            Just(b"Content-Transfer-Encoding: quoted-printable\r\n".to_vec()),
+            Just(b"Content-Disposition: attachment; filename=\"a\\\"b\"\r\n".to_vec()),
+            Just(b"From: \"x\" <a@b>, g: c@d;, (c) e\r\n".to_vec()),
+            Just(b"Subject: =?utf-8?q?a=C3?= \"\\\r\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"--b\r\n".to_vec()),
+            Just(b"--b--\r\n".to_vec()),
+            Just(b"--c\r\n".to_vec()),
+            Just(b"--c--\n".to_vec()),
+            Just(b" folded\r\n".to_vec()),
+            Just(b"=C3=A9=\r\n".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ]
+    }
+
+    fn exercise(m: &[u8]) {
+        let _ = envelope(m);
+        let _ = body_structure(m, true);
+        let _ = body_structure(m, false);
+        let texts = [
+            None,
+            Some(SectionText::Header),
+            Some(SectionText::Text),
+            Some(SectionText::Mime),
+            Some(SectionText::HeaderFields {
+                not: true,
+                fields: vec!["from".into()],
+            }),
+        ];
+        for part in [&[][..], &[1], &[2], &[1, 1], &[2, 1], &[1, 2, 1], &[0], &[u32::MAX]] {
+            for text in &texts {
+                let _ = section(
+                    m,
+                    &Section {
+                        part: part.to_vec(),
+                        text: text.clone(),
+                    },
+                );
+            }
+            let _ = binary_section(m, part);
+            let _ = binary_size(m, part);
+        }
+        let _ = header_value_contains(m, "from", "a");
+        let _ = header_value_contains(m, "subject", "");
+        let _ = body_contains(m, "x");
+        let _ = text_contains(m, "X");
+        let _ = sent_date(m);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn random_bytes_never_panic(m in prop::collection::vec(any::<u8>(), 0..512)) {
+            exercise(&m);
+        }
+
+        #[test]
+        fn mime_shaped_input_never_panics(parts in prop::collection::vec(mime_fragment(), 0..24)) {
+            let m = parts.concat();
+            exercise(&m);
+            // The header/body split used without a MIME parse agrees with mail-parser's, and
+            // HEADER + TEXT is the whole message.
+            let parsed = parse(&m);
+            if let Some(msg) = parsed.0.as_ref() {
+                prop_assert_eq!(msg.parts[0].offset_body.min(m.len()), header_len(&m));
+            }
+            drop(parsed);
+            let mut whole = section(&m, &sec(&[], Some(SectionText::Header))).unwrap();
+            whole.extend(section(&m, &sec(&[], Some(SectionText::Text))).unwrap());
+            prop_assert_eq!(whole, m);
+        }
+    }
 }
