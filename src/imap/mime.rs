@@ -247,9 +247,11 @@ fn build<'a>(msg: &'a Message<'_>, idx: usize, depth: usize) -> Option<Node<'a>>
             }
         }
         // message/global is not message/rfc822 to IMAP4rev1 clients: keep it a leaf (Dovecot).
-        PartType::Message(inner) if deeper && !info.is_message_global() => build(inner, 0, depth + 1)
-            .map(|n| Kind::Message(Box::new(n)))
-            .unwrap_or(Kind::Leaf),
+        PartType::Message(inner) if deeper && !info.is_message_global() => {
+            build(inner, 0, depth + 1)
+                .map(|n| Kind::Message(Box::new(n)))
+                .unwrap_or(Kind::Leaf)
+        }
         _ => Kind::Leaf,
     };
     let text = match &part.body {
@@ -424,15 +426,23 @@ fn is_wsp(c: u8) -> bool {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&c| !c.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|&c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = v
+        .iter()
+        .position(|&c| !c.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &v[start..end]
 }
 
 /// A field value as one line: CR and LF removed, leading whitespace skipped (what Dovecot puts
 /// in ENVELOPE and BODYSTRUCTURE strings).
 fn unfold(value: &[u8]) -> Vec<u8> {
-    let start = value.iter().position(|&c| !is_wsp(c) && c != b'\r' && c != b'\n');
+    let start = value
+        .iter()
+        .position(|&c| !is_wsp(c) && c != b'\r' && c != b'\n');
     value[start.unwrap_or(value.len())..]
         .iter()
         .copied()
@@ -809,7 +819,8 @@ fn parse_mailbox(lex: &mut Lexer<'_>, out: &mut Vec<Addr>) {
         }
         addr
     };
-    addr.mailbox.get_or_insert_with(|| b"MISSING_MAILBOX".to_vec());
+    addr.mailbox
+        .get_or_insert_with(|| b"MISSING_MAILBOX".to_vec());
     addr.host.get_or_insert_with(|| b"MISSING_DOMAIN".to_vec());
     out.push(addr);
 }
@@ -1315,7 +1326,10 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
             },
             None => (line, &b""[..]),
         };
-        let content_end = content.iter().rposition(|&c| !is_wsp(c)).map_or(0, |i| i + 1);
+        let content_end = content
+            .iter()
+            .rposition(|&c| !is_wsp(c))
+            .map_or(0, |i| i + 1);
         let content = &content[..content_end];
         let (content, soft) = match content.strip_suffix(b"=") {
             Some(c) => (c, true),
@@ -1803,11 +1817,7 @@ mod tests {
         check_section(m, &sec(&[2, 1], Some(SectionText::Text)), "deep body");
         // The only part of a non-multipart message is its body.
         check_section(m, &sec(&[2, 1, 1], None), "deep body");
-        check_section(
-            m,
-            &sec(&[2, 1], None),
-            "Subject: deepest\r\n\r\ndeep body",
-        );
+        check_section(m, &sec(&[2, 1], None), "Subject: deepest\r\n\r\ndeep body");
         check_section(
             m,
             &fields_sec(&[2, 1], true, &["Content-Type"]),
@@ -1847,7 +1857,11 @@ mod tests {
         check_section(m, &fields_sec(&[], false, &["X-Absent"]), "\r\n");
         check_section(
             m,
-            &fields_sec(&[], true, &["Subject", "date", "message-id", "MIME-Version"]),
+            &fields_sec(
+                &[],
+                true,
+                &["Subject", "date", "message-id", "MIME-Version"],
+            ),
             "From: Alice Example <alice@example.com>\r\nTo: bob@example.org\r\n\
              Content-Type: text/plain; charset=utf-8\r\n\r\n",
         );
@@ -1867,7 +1881,11 @@ mod tests {
             "Received: from a\r\n\tby b; Mon, 1 Jan 2001 00:00:00 +0000\r\n\
              Received: from c\r\n by d\r\nSubject : spaced\r\n\r\n",
         );
-        check_section(m, &fields_sec(&[], true, &["received", "subject"]), "X-Spam: no\r\n\r\n");
+        check_section(
+            m,
+            &fields_sec(&[], true, &["received", "subject"]),
+            "X-Spam: no\r\n\r\n",
+        );
     }
 
     #[test]
@@ -2104,7 +2122,11 @@ mod tests {
             "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1) \"mixed\")",
         );
         check_section(m, &sec(&[1], None), "x\ny");
-        check_section(m, &sec(&[], Some(SectionText::Text)), "--z\n\nx\ny\n--z--\n");
+        check_section(
+            m,
+            &sec(&[], Some(SectionText::Text)),
+            "--z\n\nx\ny\n--z--\n",
+        );
         check(
             &envelope(m),
             "(NIL {5}\r\ncaf\u{e9} ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) \
@@ -2113,7 +2135,11 @@ mod tests {
         assert!(header_value_contains(m, "subject", "CAFÉ"));
         // No blank line: everything is header, the body is empty.
         let m = b"From: a@b\r\nSubject: x";
-        check_section(m, &sec(&[], Some(SectionText::Header)), "From: a@b\r\nSubject: x");
+        check_section(
+            m,
+            &sec(&[], Some(SectionText::Header)),
+            "From: a@b\r\nSubject: x",
+        );
         check_section(m, &sec(&[], Some(SectionText::Text)), "");
         check_section(m, &sec(&[1], None), "");
         check(
@@ -2124,7 +2150,11 @@ mod tests {
         for m in [&b""[..], b"   ", b"\r\n", b"garbage"] {
             assert_eq!(section(m, &sec(&[], None)).unwrap(), m);
             let bs = body_structure(m, true);
-            assert!(bs.starts_with(b"(\"text\" \"plain\""), "{:?}", String::from_utf8_lossy(&bs));
+            assert!(
+                bs.starts_with(b"(\"text\" \"plain\""),
+                "{:?}",
+                String::from_utf8_lossy(&bs)
+            );
         }
     }
 
@@ -2138,7 +2168,8 @@ mod tests {
         let mut deep_mp = Vec::new();
         for i in 0..5_000 {
             deep_mp.extend_from_slice(
-                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n").as_bytes(),
+                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
             );
         }
         deep_mp.extend_from_slice(b"\r\nleaf\r\n");
@@ -2223,7 +2254,16 @@ mod tests {
                 fields: vec!["from".into()],
             }),
         ];
-        for part in [&[][..], &[1], &[2], &[1, 1], &[2, 1], &[1, 2, 1], &[0], &[u32::MAX]] {
+        for part in [
+            &[][..],
+            &[1],
+            &[2],
+            &[1, 1],
+            &[2, 1],
+            &[1, 2, 1],
+            &[0],
+            &[u32::MAX],
+        ] {
             for text in &texts {
                 let _ = section(
                     m,

@@ -268,7 +268,10 @@ mod tests {
         // '/' is standard BASE64 but not modified BASE64; '=' padding is not allowed either.
         assert_eq!(decode("&U/BTFw-"), Err(Mutf7Error::BadBase64 { pos: 2 }));
         assert_eq!(decode("&AOk=-"), Err(Mutf7Error::BadBase64 { pos: 4 }));
-        assert!(matches!(decode("&A!k-"), Err(Mutf7Error::BadBase64 { pos: 2 })));
+        assert!(matches!(
+            decode("&A!k-"),
+            Err(Mutf7Error::BadBase64 { pos: 2 })
+        ));
     }
 
     #[test]
@@ -309,7 +312,10 @@ mod tests {
         );
         assert_eq!(
             decode("a\tb"),
-            Err(Mutf7Error::NotPrintable { pos: 1, byte: b'\t' })
+            Err(Mutf7Error::NotPrintable {
+                pos: 1,
+                byte: b'\t'
+            })
         );
     }
 
