@@ -1083,12 +1083,8 @@ fn parse_params(lex: &mut Lexer<'_>) -> Params {
             None => plain.push((name, value)),
         }
     }
-    // Stable sort: by base name (case-insensitively), then section index.
-    sections.sort_by(|a, b| {
-        a.0.to_ascii_lowercase()
-            .cmp(&b.0.to_ascii_lowercase())
-            .then(a.1.cmp(&b.1))
-    });
+    // Stable sort by base name (case-insensitively), then section index.
+    sections.sort_by_cached_key(|(base, index, _, _)| (base.to_ascii_lowercase(), *index));
     let mut i = 0;
     while i < sections.len() {
         let base = sections[i].0.clone();
@@ -2017,6 +2013,61 @@ mod tests {
             &body_structure(m, false),
             "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1)",
         );
+    }
+
+    #[test]
+    fn digest_parts_default_to_message_rfc822() {
+        let m = b"Content-Type: multipart/digest; boundary=d\r\n\r\n\
+            --d\r\n\r\nSubject: one\r\n\r\nfirst\r\n--d--\r\n";
+        check(
+            &body_structure(m, false),
+            "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 21 \
+             (NIL \"one\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+             (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0) 2) \"digest\")",
+        );
+        check_section(m, &sec(&[1, 1], None), "first");
+    }
+
+    #[test]
+    fn top_level_message_rfc822() {
+        let m = b"Content-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\nbody\r\n";
+        check(
+            &body_structure(m, false),
+            "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 21 \
+             (NIL \"in\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+             (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1) 3)",
+        );
+        check_section(m, &sec(&[1], None), "Subject: in\r\n\r\nbody\r\n");
+        check_section(
+            m,
+            &sec(&[1], Some(SectionText::Header)),
+            "Subject: in\r\n\r\n",
+        );
+        check_section(m, &sec(&[1, 1], None), "body\r\n");
+    }
+
+    #[test]
+    fn encoded_message_rfc822_is_described_from_its_decoded_content() {
+        // RFC 2046 forbids encoding message/rfc822, but it happens; mail-parser decodes it and
+        // so do we: sizes are of the stored (encoded) body, the structure is the decoded one.
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+            RnJvbTogeEB5DQoNCmhpDQo=\r\n--b--\r\n";
+        check(
+            &body_structure(m, false),
+            "((\"message\" \"rfc822\" NIL NIL NIL \"base64\" 24 \
+             (NIL NIL ((NIL NIL \"x\" \"y\")) ((NIL NIL \"x\" \"y\")) ((NIL NIL \"x\" \"y\")) \
+             NIL NIL NIL NIL NIL) \
+             (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 1) 0) \"mixed\")",
+        );
+        check_section(m, &sec(&[1], None), "RnJvbTogeEB5DQoNCmhpDQo=");
+        check_section(
+            m,
+            &sec(&[1], Some(SectionText::Header)),
+            "From: x@y\r\n\r\n",
+        );
+        check_section(m, &sec(&[1, 1], None), "hi\r\n");
+        assert_eq!(binary_section(m, &[1]).unwrap(), b"From: x@y\r\n\r\nhi\r\n");
     }
 
     #[test]
