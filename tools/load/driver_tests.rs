@@ -95,12 +95,27 @@ fn smtp_server(stream: TcpStream) -> std::io::Result<()> {
     let mut r = BufReader::new(stream);
     w.write_all(b"220 test ESMTP\r\n")?;
     let mut rcpts = 0;
+    let mut authed = false;
     loop {
         let line = read_line(&mut r)?;
         let cmd = line.to_ascii_uppercase();
         let reply: &[u8] = if cmd.starts_with("EHLO") {
-            b"250-test greets you\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250 8BITMIME\r\n"
+            b"250-test greets you\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME\r\n"
+        } else if cmd.starts_with("AUTH PLAIN ") {
+            // "\0u@example.org\0secret"
+            if line.trim_end() == "AUTH PLAIN AHVAZXhhbXBsZS5vcmcAc2VjcmV0" {
+                authed = true;
+                b"235 2.7.0 ok\r\n"
+            } else {
+                b"535 5.7.8 bad credentials\r\n"
+            }
         } else if cmd.starts_with("MAIL") {
+            // An authenticated sender sends as itself; SIZE is declared when offered.
+            if (authed && !cmd.starts_with("MAIL FROM:<U@EXAMPLE.ORG>")) || !cmd.contains(" SIZE=")
+            {
+                w.write_all(b"553 5.7.1 sender mismatch\r\n")?;
+                continue;
+            }
             rcpts = 0;
             b"250 2.1.0 ok\r\n"
         } else if cmd.starts_with("RCPT") {
@@ -162,6 +177,17 @@ fn smtp_counts_accepted_and_refused() {
         assert_eq!(s.ids.len() as u64, s.ops);
         assert_eq!(s.hists[&Op::Ehlo].len(), 1);
     }
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "u@example.org secret\n").unwrap();
+    let s = drive(
+        "smtp",
+        addr,
+        &["--messages", "10", "--users", users.to_str().unwrap()],
+    );
+    assert_eq!(s.ops, 10, "{:?}", s.errors);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.hists[&Op::Auth].len(), 1);
 }
 
 fn imap_server(stream: TcpStream) -> std::io::Result<()> {
