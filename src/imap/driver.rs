@@ -1,10 +1,173 @@
-//! The network driver (stub until the session lands).
-use crate::config::Listener;
-use crate::net::Conn;
-use crate::server::Exec;
-use std::rc::Rc;
+//! The IMAP network driver: feeds socket bytes to the sans-IO [`Session`], runs its actions
+//! (TLS handshake, password check, IDLE waits) and writes its output. After LOGIN the
+//! connection moves to the executor that owns the account's shard (DESIGN.md, "Access").
 
-/// Serves one connection.
-pub async fn serve(_exec: Rc<Exec>, _kind: Listener, conn: Conn) {
+use super::session::{Action, Session, SessionConfig, Step};
+use super::shard_store::{RecentMarks, ShardStore};
+use crate::config::Listener;
+use crate::metrics::{self, Counter, Metric};
+use crate::net::{Conn, ConnParts};
+use crate::server::{executor::Handoff, Exec};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// RFC 3501 §5.4: an idle client may be logged out only after at least 30 minutes.
+const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
+
+thread_local! {
+    static RECENT: Rc<RecentMarks> = Rc::new(RecentMarks::default());
+}
+
+/// Serves one IMAP connection from its greeting.
+pub async fn serve(exec: Rc<Exec>, kind: Listener, conn: Conn) {
+    let l = &exec.shared.cfg.limits;
+    let cfg = SessionConfig {
+        hostname: exec.shared.cfg.server.hostname.clone(),
+        tls_available: true,
+        implicit_tls: kind.implicit_tls(),
+        max_literal: l.max_message_size,
+        max_line: l.max_line_length.max(8192),
+        ..SessionConfig::default()
+    };
+    let session = Session::new(cfg, conn.is_tls());
+    run(exec, conn, session).await;
+}
+
+/// An authenticated IMAP connection on its way to the account's executor.
+struct ImapHandoff {
+    parts: ConnParts,
+    session: Session,
+}
+
+impl Handoff for ImapHandoff {
+    fn start(self: Box<Self>, exec: Rc<Exec>) {
+        let h = *self;
+        glommio::spawn_local(async move {
+            let _guard = exec.session_guard();
+            run(exec, Conn::from_parts(h.parts), h.session).await;
+        })
+        .detach();
+    }
+}
+
+async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
+    let _ = conn.set_timeout(AUTOLOGOUT);
+    let recent = RECENT.with(|r| r.clone());
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut started = Instant::now();
+    loop {
+        // Before login any local shard will do: no mailbox is touched.
+        let shard = match session.account() {
+            Some(a) => exec.local_shard(a),
+            None => exec.any_local_shard(),
+        };
+        let Some(shard) = shard else {
+            tracing::error!("no shard for this session");
+            break;
+        };
+        let store = ShardStore { shard: &shard, recent: &recent };
+        match session.step(&store).await {
+            Step::NeedInput => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        metrics::incr(Counter::BytesIn, n as u64);
+                        session.feed(&chunk[..n]);
+                    }
+                }
+                started = Instant::now();
+            }
+            Step::Completed(name) => {
+                metrics::record(Metric::from_imap_command(name), started.elapsed());
+                started = Instant::now();
+            }
+            Step::Action(Action::StartTls) => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                if !crate::server::listeners::handshake(&exec, &mut conn).await {
+                    break;
+                }
+                session.tls_established();
+            }
+            Step::Action(Action::Authenticate { user, pass }) => {
+                let account = exec.authenticate(conn.peer().ip(), &user, &pass).await;
+                if let Some(name) = session.auth_result(account) {
+                    metrics::record(Metric::from_imap_command(name), started.elapsed());
+                    started = Instant::now();
+                }
+                if let Some(a) = session.account().map(str::to_string) {
+                    if !exec.owns_account(&a) {
+                        if flush(&mut conn, &mut session).await.is_err() {
+                            break;
+                        }
+                        let Ok(parts) = conn.into_parts() else { return };
+                        exec.hand_off(&a, Box::new(ImapHandoff { parts, session })).await;
+                        return; // the owner runs the connection from here on
+                    }
+                }
+            }
+            Step::Action(Action::Idle) => {
+                if flush(&mut conn, &mut session).await.is_err() || !idle(&mut conn, &mut session, &store, &mut chunk).await {
+                    break;
+                }
+                started = Instant::now();
+            }
+            Step::Action(Action::Close) => break,
+        }
+    }
+    let _ = flush(&mut conn, &mut session).await;
     conn.close().await;
+}
+
+/// Waits in IDLE until the client sends something (read and fed to the session) or the
+/// mailbox changes (untagged updates written). Returns false when the connection is gone.
+async fn idle(conn: &mut Conn, session: &mut Session, store: &ShardStore<'_>, chunk: &mut [u8]) -> bool {
+    loop {
+        let watch = session.idle_watch().map(|(a, m, v)| (a.to_string(), m.to_string(), v));
+        let input_ready = match watch {
+            None => true, // nothing to watch: just wait for DONE like any input
+            Some((account, mailbox, seen)) => {
+                let changed = store.shard.mailbox_changed(&account, &mailbox, seen);
+                let input = conn.readable();
+                futures::pin_mut!(changed, input);
+                match futures::future::select(input, changed).await {
+                    futures::future::Either::Left((r, _)) => {
+                        if r.is_err() {
+                            return false;
+                        }
+                        true
+                    }
+                    futures::future::Either::Right(((), _)) => false,
+                }
+            }
+        };
+        if input_ready {
+            return match conn.read(chunk).await {
+                Ok(0) | Err(_) => false,
+                Ok(n) => {
+                    metrics::incr(Counter::BytesIn, n as u64);
+                    session.feed(&chunk[..n]);
+                    true
+                }
+            };
+        }
+        session.idle_update(store);
+        if flush(conn, session).await.is_err() {
+            return false;
+        }
+    }
+}
+
+async fn flush(conn: &mut Conn, session: &mut Session) -> std::io::Result<()> {
+    if session.output().is_empty() {
+        return Ok(());
+    }
+    let out = session.take_output();
+    metrics::incr(Counter::BytesOut, out.len() as u64);
+    conn.write_all(&out).await
 }

@@ -171,6 +171,23 @@ impl Conn {
         }
     }
 
+    /// Resolves when a read would not block. Dropping it loses nothing (it only peeks), so it
+    /// can race other events, as IMAP IDLE does.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        if !self.pending_ciphertext.is_empty() {
+            return Ok(());
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            // Decrypted bytes already inside rustls never show up on the socket again.
+            let buffered = tls.process_new_packets().map(|s| s.plaintext_bytes_to_read() > 0);
+            if buffered.unwrap_or(true) {
+                return Ok(());
+            }
+        }
+        let mut b = [0u8; 1];
+        self.stream.peek(&mut b).await.map(|_| ())
+    }
+
     /// Writes all of `data` (encrypted when TLS is active).
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self.tls.as_mut() {
