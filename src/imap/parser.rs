@@ -1334,3 +1334,347 @@ fn id<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
     c.end()?;
     Ok(CommandBody::Id { params })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> CommandBody<'_> {
+        match parse(s.as_bytes()) {
+            Ok((c, n)) => {
+                assert_eq!(n, s.len(), "consumed all of {s:?}");
+                c.body
+            }
+            Err(e) => panic!("{s:?}: {e:?}"),
+        }
+    }
+
+    fn bad(s: &str) -> (Option<&[u8]>, &'static str) {
+        match parse(s.as_bytes()) {
+            Err(ParseError::Bad {
+                tag,
+                consumed,
+                reason,
+                ..
+            }) => {
+                assert_eq!(consumed, s.len());
+                (tag, reason)
+            }
+            other => panic!("{s:?}: expected Bad, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_commands() {
+        assert_eq!(ok("a CAPABILITY\r\n"), CommandBody::Capability);
+        assert_eq!(ok("a noop\r\n"), CommandBody::Noop);
+        assert_eq!(ok("a LOGOUT\n"), CommandBody::Logout);
+        assert_eq!(ok("a STARTTLS\r\n"), CommandBody::StartTls);
+        assert_eq!(ok("a IDLE\r\n"), CommandBody::Idle);
+        assert_eq!(ok("a CHECK\r\n"), CommandBody::Check);
+        assert_eq!(ok("a CLOSE\r\n"), CommandBody::Close);
+        assert_eq!(ok("a UNSELECT\r\n"), CommandBody::Unselect);
+        assert_eq!(ok("a NAMESPACE\r\n"), CommandBody::Namespace);
+        assert_eq!(ok("a EXPUNGE\r\n"), CommandBody::Expunge { uids: None });
+        assert!(matches!(
+            ok("a UID EXPUNGE 1:3\r\n"),
+            CommandBody::Expunge { uids: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn login_forms() {
+        assert_eq!(
+            ok("1 LOGIN user \"p a\\\"ss\"\r\n"),
+            CommandBody::Login {
+                username: Cow::Borrowed(b"user"),
+                password: Cow::Owned(b"p a\"ss".to_vec()),
+            }
+        );
+        assert_eq!(
+            ok("1 LOGIN {4}\r\nuser {3+}\r\npwd\r\n"),
+            CommandBody::Login {
+                username: Cow::Borrowed(b"user"),
+                password: Cow::Borrowed(b"pwd"),
+            }
+        );
+        assert_eq!(
+            ok("a AUTHENTICATE PLAIN AHVzZXIAcGFzcw==\r\n"),
+            CommandBody::Authenticate {
+                mechanism: b"PLAIN",
+                initial: Some(b"AHVzZXIAcGFzcw=="),
+            }
+        );
+        assert_eq!(
+            ok("a AUTHENTICATE PLAIN\r\n"),
+            CommandBody::Authenticate {
+                mechanism: b"PLAIN",
+                initial: None,
+            }
+        );
+    }
+
+    #[test]
+    fn mailbox_commands() {
+        assert_eq!(
+            ok("a SELECT INBOX (CONDSTORE)\r\n"),
+            CommandBody::Select {
+                mailbox: Cow::Borrowed(b"INBOX"),
+                condstore: true,
+            }
+        );
+        assert!(matches!(
+            ok("a EXAMINE \"Sent\"\r\n"),
+            CommandBody::Examine { condstore: false, .. }
+        ));
+        assert!(matches!(ok("a CREATE foo/\r\n"), CommandBody::Create { .. }));
+        assert!(matches!(
+            ok("a CREATE x (USE (\\Drafts))\r\n"),
+            CommandBody::Create { .. }
+        ));
+        assert!(matches!(ok("a DELETE foo\r\n"), CommandBody::Delete { .. }));
+        assert!(matches!(ok("a RENAME a b\r\n"), CommandBody::Rename { .. }));
+        assert!(matches!(ok("a SUBSCRIBE a\r\n"), CommandBody::Subscribe { .. }));
+        assert!(matches!(ok("a UNSUBSCRIBE a\r\n"), CommandBody::Unsubscribe { .. }));
+        assert!(matches!(ok("a LSUB \"\" *\r\n"), CommandBody::Lsub { .. }));
+        assert_eq!(
+            ok("a STATUS INBOX (MESSAGES UIDNEXT unseen)\r\n"),
+            CommandBody::Status {
+                mailbox: Cow::Borrowed(b"INBOX"),
+                items: vec![StatusItem::Messages, StatusItem::UidNext, StatusItem::Unseen],
+            }
+        );
+        assert!(matches!(
+            ok("a GETQUOTAROOT INBOX\r\n"),
+            CommandBody::GetQuotaRoot { .. }
+        ));
+        assert_eq!(ok("a SETQUOTA \"\" (STORAGE 10)\r\n"), CommandBody::SetQuota);
+        assert!(matches!(ok("a ENABLE CONDSTORE IMAP4rev2\r\n"), CommandBody::Enable { capabilities } if capabilities.len() == 2));
+        assert!(matches!(ok("a ID NIL\r\n"), CommandBody::Id { params: None }));
+        assert!(matches!(ok("a ID (\"name\" \"x\" \"v\" NIL)\r\n"), CommandBody::Id { params: Some(p) } if p.len() == 2));
+    }
+
+    #[test]
+    fn list_forms() {
+        let CommandBody::List(l) = ok("a LIST \"\" %\r\n") else {
+            panic!()
+        };
+        assert!(!l.extended);
+        assert_eq!(l.patterns, vec![Cow::Borrowed(&b"%"[..])]);
+        let CommandBody::List(l) = ok(
+            "a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (INBOX* \"Sent\") RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES))\r\n",
+        ) else {
+            panic!()
+        };
+        assert!(l.extended && l.select_subscribed && l.recursive_match && l.return_children);
+        assert_eq!(l.patterns.len(), 2);
+        assert_eq!(l.return_status, vec![StatusItem::Messages]);
+        bad("a LIST (RECURSIVEMATCH) \"\" *\r\n");
+        bad("a LIST \"\"\r\n");
+    }
+
+    #[test]
+    fn append_forms() {
+        let CommandBody::Append { mailbox, messages } =
+            ok("a APPEND saved (\\Seen $x) \" 7-Feb-1994 21:52:25 -0800\" {5}\r\nhello\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(mailbox.as_ref(), b"saved");
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].flags, vec![Flag::Seen, Flag::Keyword(b"$x")]);
+        assert!(messages[0].date.is_some());
+        assert_eq!(messages[0].data, b"hello");
+        // MULTIAPPEND with LITERAL+ and a literal8.
+        let CommandBody::Append { messages, .. } =
+            ok("a APPEND x {2+}\r\nab () ~{3}\r\na\0c\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[1].data, b"a\0c");
+        bad("a APPEND x\r\n");
+        bad("a APPEND x \"bad date\" {1}\r\nx\r\n");
+    }
+
+    #[test]
+    fn fetch_forms() {
+        let CommandBody::Fetch { uid, items, .. } = ok("a FETCH 1:* ALL\r\n") else {
+            panic!()
+        };
+        assert!(!uid);
+        assert_eq!(items.len(), 4);
+        let CommandBody::Fetch { items, .. } = ok("a FETCH 1 FAST\r\n") else {
+            panic!()
+        };
+        assert_eq!(items.len(), 3);
+        let CommandBody::Fetch { items, .. } = ok("a FETCH 1 FULL\r\n") else {
+            panic!()
+        };
+        assert_eq!(items.len(), 5);
+        let CommandBody::Fetch {
+            uid,
+            items,
+            changed_since,
+            ..
+        } = ok("a UID FETCH 1,3:5 (UID FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From \"To\")]<0.100> BODY[] BODY[TEXT] BODY[2.MIME] BINARY.PEEK[1]<5.6> BINARY.SIZE[1] RFC822.SIZE MODSEQ) (CHANGEDSINCE 12345)\r\n")
+        else {
+            panic!()
+        };
+        assert!(uid);
+        assert_eq!(changed_since, Some(12345));
+        assert_eq!(items[0], FetchItem::Uid);
+        assert_eq!(
+            items[2],
+            FetchItem::BodySection {
+                peek: true,
+                section: Section {
+                    part: vec![1, 2],
+                    text: Some(SectionText::HeaderFields {
+                        not: false,
+                        fields: vec!["From".into(), "To".into()],
+                    }),
+                },
+                partial: Some(Partial {
+                    origin: 0,
+                    length: 100
+                }),
+            }
+        );
+        assert_eq!(
+            items[3],
+            FetchItem::BodySection {
+                peek: false,
+                section: Section::default(),
+                partial: None
+            }
+        );
+        assert!(matches!(&items[5], FetchItem::BodySection { section, .. } if section.part == [2] && section.text == Some(SectionText::Mime)));
+        assert!(matches!(&items[6], FetchItem::Binary { peek: true, part, partial: Some(_) } if part == &[1]));
+        let CommandBody::Fetch { items, .. } =
+            ok("a FETCH 1 BODY[HEADER.FIELDS.NOT (X)]\r\n")
+        else {
+            panic!()
+        };
+        assert!(matches!(&items[0], FetchItem::BodySection { section, .. } if matches!(section.text, Some(SectionText::HeaderFields { not: true, .. }))));
+        let CommandBody::Fetch { items, .. } = ok("a FETCH 1 (BODY BODYSTRUCTURE ENVELOPE)\r\n") else {
+            panic!()
+        };
+        assert_eq!(
+            items,
+            vec![FetchItem::Body, FetchItem::BodyStructure, FetchItem::Envelope]
+        );
+        bad("a FETCH 1 (FLAGS\r\n");
+        bad("a FETCH 0 FLAGS\r\n");
+        bad("a FETCH 1 BODY[MIME]\r\n");
+        bad("a FETCH 1 BODY[1.]\r\n");
+        bad("a FETCH 1 BODY[]<1>\r\n");
+        bad("a FETCH 1 FOO\r\n");
+        bad("a FETCH 1 FLAGS \r\n");
+    }
+
+    #[test]
+    fn store_search_copy() {
+        assert_eq!(
+            ok("a STORE 1:2 +FLAGS.SILENT (\\Deleted $Junk)\r\n"),
+            CommandBody::Store {
+                uid: false,
+                set: SequenceSet::parse(b"1:2").unwrap(),
+                unchanged_since: None,
+                op: StoreOp::Add,
+                silent: true,
+                flags: vec![Flag::Deleted, Flag::Keyword(b"$Junk")],
+            }
+        );
+        assert!(matches!(
+            ok("a UID STORE 5 (UNCHANGEDSINCE 7) -FLAGS \\Seen \\Foo\r\n"),
+            CommandBody::Store { uid: true, unchanged_since: Some(7), op: StoreOp::Remove, silent: false, ref flags, .. } if flags == &[Flag::Seen, Flag::Extension(b"Foo")]
+        ));
+        assert!(matches!(
+            ok("a STORE 1 FLAGS ()\r\n"),
+            CommandBody::Store { op: StoreOp::Replace, ref flags, .. } if flags.is_empty()
+        ));
+        assert!(matches!(
+            ok("a SEARCH CHARSET UTF-8 UNSEEN FROM \"x\"\r\n"),
+            CommandBody::Search { uid: false, charset: Some(_), criteria: SearchKey::And(_), .. }
+        ));
+        assert!(matches!(
+            ok("a UID SEARCH RETURN (MIN COUNT) 1:*\r\n"),
+            CommandBody::Search { uid: true, ret: Some(r), .. } if r == vec![SearchReturn::Min, SearchReturn::Count]
+        ));
+        assert!(matches!(
+            ok("a SEARCH SUBJECT {3}\r\nabc\r\n"),
+            CommandBody::Search { .. }
+        ));
+        assert!(matches!(ok("a COPY 1:3 Trash\r\n"), CommandBody::Copy { uid: false, .. }));
+        assert!(matches!(ok("a UID MOVE 1:3 Trash\r\n"), CommandBody::Move { uid: true, .. }));
+        bad("a STORE 1 FLAGS\r\n");
+        bad("a SEARCH\r\n");
+        bad("a SEARCH (SEEN\r\n");
+        bad("a COPY 1\r\n");
+    }
+
+    #[test]
+    fn errors_carry_tag() {
+        assert_eq!(bad("tag1 FROB\r\n"), (Some(&b"tag1"[..]), "Unknown command"));
+        assert_eq!(bad("\r\n").0, None);
+        assert_eq!(bad("+x NOOP\r\n").0, None);
+        assert_eq!(bad("a\r\n").0, Some(&b"a"[..]));
+        assert_eq!(bad("a NOOP extra\r\n").0, Some(&b"a"[..]));
+        assert_eq!(bad("a UID FROB 1\r\n").0, Some(&b"a"[..]));
+        assert_eq!(bad("a LOGIN  x y\r\n").0, Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn incomplete_and_literals() {
+        assert_eq!(parse(b"a NOOP"), Err(ParseError::Incomplete));
+        assert_eq!(
+            parse(b"a LOGIN {4}\r\nus"),
+            Err(ParseError::NeedLiteral {
+                size: 4,
+                non_sync: false,
+                offset: 13
+            })
+        );
+        assert_eq!(
+            parse(b"a LOGIN {4+}\r\nuser {3}\r\n"),
+            Err(ParseError::NeedLiteral {
+                size: 3,
+                non_sync: false,
+                offset: 24
+            })
+        );
+        // Two pipelined commands: only the first is consumed.
+        let (c, n) = parse(b"a NOOP\r\nb NOOP\r\n").unwrap();
+        assert_eq!(c.tag, b"a");
+        assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn limits() {
+        let limits = Limits {
+            max_line: 30,
+            max_literal: 100,
+        };
+        assert!(matches!(
+            parse_with(b"a APPEND x {4294967295}\r\n", &limits),
+            Err(ParseError::LiteralTooLarge { tag: Some(b"a"), size: 4294967295, non_sync: false, consumed: 25 })
+        ));
+        assert!(matches!(
+            parse_with(b"a APPEND x {101+}\r\n", &limits),
+            Err(ParseError::LiteralTooLarge { non_sync: true, .. })
+        ));
+        assert!(matches!(
+            parse_with(b"a APPEND x {99999999999999999999999}\r\n", &Limits { max_line: 100, max_literal: 100 }),
+            Err(ParseError::Bad { .. }) | Err(ParseError::LiteralTooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_with(b"a NOOP 0123456789012345678901234567890123456789", &limits),
+            Err(ParseError::LineTooLong { tag: Some(b"a"), skip_from: 0 })
+        ));
+        assert!(matches!(
+            parse_with(b"a LOGIN {3}\r\nabc 0123456789012345678901234567890\r\n", &limits),
+            Err(ParseError::LineTooLong { skip_from: 16, .. })
+        ));
+    }
+}
