@@ -9,6 +9,6 @@ pub mod response;
 pub mod search;
 pub mod section;
 pub mod sequence;
-// pub mod session;
+pub mod session;
 mod view;
 pub mod store;
