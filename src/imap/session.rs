@@ -439,11 +439,15 @@ impl Session {
                 self.input.drain(..n);
                 continue;
             }
-            return self.step_command(store).await;
+            if let Some(step) = self.step_command(store).await {
+                return step;
+            }
         }
     }
 
-    async fn step_command<S: MailStore>(&mut self, store: &S) -> Step {
+    /// Parses and runs one command; `None` when the command continues in another mode
+    /// (SASL exchange, IDLE) and stepping should go on.
+    async fn step_command<S: MailStore>(&mut self, store: &S) -> Option<Step> {
         let input = std::mem::take(&mut self.input);
         let limits = Limits {
             max_line: self.config.max_line,
@@ -455,20 +459,14 @@ impl Session {
                 let flow = self.execute(cmd, store).await;
                 self.restore_input(input, consumed);
                 match flow {
-                    Flow::Done => Step::Completed(name),
-                    Flow::Pending => {
-                        if matches!(self.mode, Mode::Idle { .. }) {
-                            Step::Action(Action::Idle)
-                        } else {
-                            Step::NeedInput
-                        }
-                    }
-                    Flow::Action(a) => Step::Action(a),
+                    Flow::Done => Some(Step::Completed(name)),
+                    Flow::Pending => None,
+                    Flow::Action(a) => Some(Step::Action(a)),
                 }
             }
             Err(ParseError::Incomplete) => {
                 self.input = input;
-                Step::NeedInput
+                Some(Step::NeedInput)
             }
             Err(ParseError::NeedLiteral {
                 non_sync, offset, ..
@@ -478,7 +476,7 @@ impl Session {
                     self.literal_acked = offset;
                 }
                 self.input = input;
-                Step::NeedInput
+                Some(Step::NeedInput)
             }
             Err(ParseError::LiteralTooLarge {
                 tag,
@@ -494,14 +492,14 @@ impl Session {
                     }
                     self.bye("[TOOBIG] Literal too large.");
                     self.input.clear();
-                    return Step::Action(Action::Close);
+                    return Some(Step::Action(Action::Close));
                 }
                 match &tag {
                     Some(t) => self.tagged(t, "NO", "[TOOBIG] Literal too large."),
                     None => self.untagged("BAD [TOOBIG] Literal too large."),
                 }
                 self.restore_input(input, consumed);
-                Step::Completed("(rejected)")
+                Some(Step::Completed("(rejected)"))
             }
             Err(ParseError::LineTooLong { tag, skip_from }) => {
                 match tag {
@@ -513,7 +511,7 @@ impl Session {
                 }
                 self.restore_input(input, skip_from);
                 self.mode = Mode::SkipLine;
-                Step::Completed("(rejected)")
+                Some(Step::Completed("(rejected)"))
             }
             Err(ParseError::Bad {
                 tag,
@@ -533,7 +531,7 @@ impl Session {
                     (None, _) => self.untagged("BAD Error in IMAP command received by server."),
                 }
                 self.restore_input(input, consumed);
-                Step::Completed(command.unwrap_or("(invalid)"))
+                Some(Step::Completed(command.unwrap_or("(invalid)")))
             }
         }
     }
