@@ -8,9 +8,7 @@ pub(crate) type LexResult<T> = Result<T, &'static str>;
 
 /// Whether `c` is an ATOM-CHAR: any CHAR except atom-specials (`( ) { SP CTL % * " \ ]`).
 pub(crate) fn is_atom_char(c: u8) -> bool {
-    c > 0x20
-        && c < 0x7f
-        && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+    c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
 }
 
 /// Whether `c` is an ASTRING-CHAR (ATOM-CHAR or `]`).
@@ -281,7 +279,9 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     }
     let mut n: u64 = 0;
     for &c in digits {
-        n = n.checked_mul(10)?.checked_add(u64::from(c.checked_sub(b'0')?))?;
+        n = n
+            .checked_mul(10)?
+            .checked_add(u64::from(c.checked_sub(b'0')?))?;
     }
     Some(n)
 }
@@ -302,8 +302,9 @@ fn digits(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter()
-        .try_fold(0u32, |n, &c| n.checked_mul(10)?.checked_add(u32::from(c - b'0')))
+    s.iter().try_fold(0u32, |n, &c| {
+        n.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+    })
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -434,7 +435,10 @@ mod tests {
         assert_eq!(parse_date_text(b"30-Feb-1970"), None);
         assert_eq!(parse_date_text(b"1-Foo-1970"), None);
         assert_eq!(parse_date_time(b" 1-Jan-1970 01:00:00 +0100"), Some(0));
-        assert_eq!(parse_date_time(b"17-Jul-1996 02:44:25 -0700"), Some(837_596_665));
+        assert_eq!(
+            parse_date_time(b"17-Jul-1996 02:44:25 -0700"),
+            Some(837_596_665)
+        );
         assert_eq!(parse_date_time(b"17-Jul-1996 02:44:25"), None);
         for d in [-1000, 0, 59, 10_000, 20_000] {
             let (y, m, dd) = civil_from_days(d);

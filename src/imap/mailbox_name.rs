@@ -195,7 +195,10 @@ mod tests {
         ] {
             assert!(from_wire(bad, false).is_err(), "{:?}", bad);
         }
-        assert_eq!(from_wire("é".as_bytes(), false), Err(NameError::BadEncoding));
+        assert_eq!(
+            from_wire("é".as_bytes(), false),
+            Err(NameError::BadEncoding)
+        );
         let deep = vec!["a"; 40].join("/");
         assert_eq!(from_wire(deep.as_bytes(), false), Err(NameError::TooLong));
     }

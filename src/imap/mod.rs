@@ -10,5 +10,5 @@ pub mod search;
 pub mod section;
 pub mod sequence;
 pub mod session;
-mod view;
 pub mod store;
+mod view;

@@ -1425,33 +1425,59 @@ mod tests {
         );
         assert!(matches!(
             ok("a EXAMINE \"Sent\"\r\n"),
-            CommandBody::Examine { condstore: false, .. }
+            CommandBody::Examine {
+                condstore: false,
+                ..
+            }
         ));
-        assert!(matches!(ok("a CREATE foo/\r\n"), CommandBody::Create { .. }));
+        assert!(matches!(
+            ok("a CREATE foo/\r\n"),
+            CommandBody::Create { .. }
+        ));
         assert!(matches!(
             ok("a CREATE x (USE (\\Drafts))\r\n"),
             CommandBody::Create { .. }
         ));
         assert!(matches!(ok("a DELETE foo\r\n"), CommandBody::Delete { .. }));
         assert!(matches!(ok("a RENAME a b\r\n"), CommandBody::Rename { .. }));
-        assert!(matches!(ok("a SUBSCRIBE a\r\n"), CommandBody::Subscribe { .. }));
-        assert!(matches!(ok("a UNSUBSCRIBE a\r\n"), CommandBody::Unsubscribe { .. }));
+        assert!(matches!(
+            ok("a SUBSCRIBE a\r\n"),
+            CommandBody::Subscribe { .. }
+        ));
+        assert!(matches!(
+            ok("a UNSUBSCRIBE a\r\n"),
+            CommandBody::Unsubscribe { .. }
+        ));
         assert!(matches!(ok("a LSUB \"\" *\r\n"), CommandBody::Lsub { .. }));
         assert_eq!(
             ok("a STATUS INBOX (MESSAGES UIDNEXT unseen)\r\n"),
             CommandBody::Status {
                 mailbox: Cow::Borrowed(b"INBOX"),
-                items: vec![StatusItem::Messages, StatusItem::UidNext, StatusItem::Unseen],
+                items: vec![
+                    StatusItem::Messages,
+                    StatusItem::UidNext,
+                    StatusItem::Unseen
+                ],
             }
         );
         assert!(matches!(
             ok("a GETQUOTAROOT INBOX\r\n"),
             CommandBody::GetQuotaRoot { .. }
         ));
-        assert_eq!(ok("a SETQUOTA \"\" (STORAGE 10)\r\n"), CommandBody::SetQuota);
-        assert!(matches!(ok("a ENABLE CONDSTORE IMAP4rev2\r\n"), CommandBody::Enable { capabilities } if capabilities.len() == 2));
-        assert!(matches!(ok("a ID NIL\r\n"), CommandBody::Id { params: None }));
-        assert!(matches!(ok("a ID (\"name\" \"x\" \"v\" NIL)\r\n"), CommandBody::Id { params: Some(p) } if p.len() == 2));
+        assert_eq!(
+            ok("a SETQUOTA \"\" (STORAGE 10)\r\n"),
+            CommandBody::SetQuota
+        );
+        assert!(
+            matches!(ok("a ENABLE CONDSTORE IMAP4rev2\r\n"), CommandBody::Enable { capabilities } if capabilities.len() == 2)
+        );
+        assert!(matches!(
+            ok("a ID NIL\r\n"),
+            CommandBody::Id { params: None }
+        ));
+        assert!(
+            matches!(ok("a ID (\"name\" \"x\" \"v\" NIL)\r\n"), CommandBody::Id { params: Some(p) } if p.len() == 2)
+        );
     }
 
     #[test]
@@ -1486,8 +1512,7 @@ mod tests {
         assert!(messages[0].date.is_some());
         assert_eq!(messages[0].data, b"hello");
         // MULTIAPPEND with LITERAL+ and a literal8.
-        let CommandBody::Append { messages, .. } =
-            ok("a APPEND x {2+}\r\nab () ~{3}\r\na\0c\r\n")
+        let CommandBody::Append { messages, .. } = ok("a APPEND x {2+}\r\nab () ~{3}\r\na\0c\r\n")
         else {
             panic!()
         };
@@ -1549,20 +1574,30 @@ mod tests {
                 partial: None
             }
         );
-        assert!(matches!(&items[5], FetchItem::BodySection { section, .. } if section.part == [2] && section.text == Some(SectionText::Mime)));
-        assert!(matches!(&items[6], FetchItem::Binary { peek: true, part, partial: Some(_) } if part == &[1]));
-        let CommandBody::Fetch { items, .. } =
-            ok("a FETCH 1 BODY[HEADER.FIELDS.NOT (X)]\r\n")
+        assert!(
+            matches!(&items[5], FetchItem::BodySection { section, .. } if section.part == [2] && section.text == Some(SectionText::Mime))
+        );
+        assert!(
+            matches!(&items[6], FetchItem::Binary { peek: true, part, partial: Some(_) } if part == &[1])
+        );
+        let CommandBody::Fetch { items, .. } = ok("a FETCH 1 BODY[HEADER.FIELDS.NOT (X)]\r\n")
         else {
             panic!()
         };
-        assert!(matches!(&items[0], FetchItem::BodySection { section, .. } if matches!(section.text, Some(SectionText::HeaderFields { not: true, .. }))));
-        let CommandBody::Fetch { items, .. } = ok("a FETCH 1 (BODY BODYSTRUCTURE ENVELOPE)\r\n") else {
+        assert!(
+            matches!(&items[0], FetchItem::BodySection { section, .. } if matches!(section.text, Some(SectionText::HeaderFields { not: true, .. })))
+        );
+        let CommandBody::Fetch { items, .. } = ok("a FETCH 1 (BODY BODYSTRUCTURE ENVELOPE)\r\n")
+        else {
             panic!()
         };
         assert_eq!(
             items,
-            vec![FetchItem::Body, FetchItem::BodyStructure, FetchItem::Envelope]
+            vec![
+                FetchItem::Body,
+                FetchItem::BodyStructure,
+                FetchItem::Envelope
+            ]
         );
         bad("a FETCH 1 (FLAGS\r\n");
         bad("a FETCH 0 FLAGS\r\n");
@@ -1596,7 +1631,12 @@ mod tests {
         ));
         assert!(matches!(
             ok("a SEARCH CHARSET UTF-8 UNSEEN FROM \"x\"\r\n"),
-            CommandBody::Search { uid: false, charset: Some(_), criteria: SearchKey::And(_), .. }
+            CommandBody::Search {
+                uid: false,
+                charset: Some(_),
+                criteria: SearchKey::And(_),
+                ..
+            }
         ));
         assert!(matches!(
             ok("a UID SEARCH RETURN (MIN COUNT) 1:*\r\n"),
@@ -1606,8 +1646,14 @@ mod tests {
             ok("a SEARCH SUBJECT {3}\r\nabc\r\n"),
             CommandBody::Search { .. }
         ));
-        assert!(matches!(ok("a COPY 1:3 Trash\r\n"), CommandBody::Copy { uid: false, .. }));
-        assert!(matches!(ok("a UID MOVE 1:3 Trash\r\n"), CommandBody::Move { uid: true, .. }));
+        assert!(matches!(
+            ok("a COPY 1:3 Trash\r\n"),
+            CommandBody::Copy { uid: false, .. }
+        ));
+        assert!(matches!(
+            ok("a UID MOVE 1:3 Trash\r\n"),
+            CommandBody::Move { uid: true, .. }
+        ));
         bad("a STORE 1 FLAGS\r\n");
         bad("a SEARCH\r\n");
         bad("a SEARCH (SEEN\r\n");
@@ -1616,7 +1662,10 @@ mod tests {
 
     #[test]
     fn errors_carry_tag() {
-        assert_eq!(bad("tag1 FROB\r\n"), (Some(&b"tag1"[..]), "Unknown command"));
+        assert_eq!(
+            bad("tag1 FROB\r\n"),
+            (Some(&b"tag1"[..]), "Unknown command")
+        );
         assert_eq!(bad("\r\n").0, None);
         assert_eq!(bad("+x NOOP\r\n").0, None);
         assert_eq!(bad("a\r\n").0, Some(&b"a"[..]));
@@ -1658,22 +1707,39 @@ mod tests {
         };
         assert!(matches!(
             parse_with(b"a APPEND x {4294967295}\r\n", &limits),
-            Err(ParseError::LiteralTooLarge { tag: Some(b"a"), size: 4294967295, non_sync: false, consumed: 25 })
+            Err(ParseError::LiteralTooLarge {
+                tag: Some(b"a"),
+                size: 4294967295,
+                non_sync: false,
+                consumed: 25
+            })
         ));
         assert!(matches!(
             parse_with(b"a APPEND x {101+}\r\n", &limits),
             Err(ParseError::LiteralTooLarge { non_sync: true, .. })
         ));
         assert!(matches!(
-            parse_with(b"a APPEND x {99999999999999999999999}\r\n", &Limits { max_line: 100, max_literal: 100 }),
+            parse_with(
+                b"a APPEND x {99999999999999999999999}\r\n",
+                &Limits {
+                    max_line: 100,
+                    max_literal: 100
+                }
+            ),
             Err(ParseError::Bad { .. }) | Err(ParseError::LiteralTooLarge { .. })
         ));
         assert!(matches!(
             parse_with(b"a NOOP 0123456789012345678901234567890123456789", &limits),
-            Err(ParseError::LineTooLong { tag: Some(b"a"), skip_from: 0 })
+            Err(ParseError::LineTooLong {
+                tag: Some(b"a"),
+                skip_from: 0
+            })
         ));
         assert!(matches!(
-            parse_with(b"a LOGIN {3}\r\nabc 0123456789012345678901234567890\r\n", &limits),
+            parse_with(
+                b"a LOGIN {3}\r\nabc 0123456789012345678901234567890\r\n",
+                &limits
+            ),
             Err(ParseError::LineTooLong { skip_from: 16, .. })
         ));
     }

@@ -116,7 +116,10 @@ pub fn date_time(out: &mut Vec<u8>, secs: i64) {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
-    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
+    let month = MONTHS
+        .get((m as usize).wrapping_sub(1))
+        .copied()
+        .unwrap_or("Jan");
     let _ = write!(
         out,
         "\"{:>2}-{}-{:04} {:02}:{:02}:{:02} +0000\"",

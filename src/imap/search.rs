@@ -186,8 +186,8 @@ impl<'a> SearchKey<'a> {
             SearchKey::Recent => m.recent,
             SearchKey::New => m.recent && !has(fl::SEEN),
             SearchKey::Old => !m.recent,
-            SearchKey::Keyword(k) => keyword_bit(m.keywords, k).is_some_and(|b| has(b)),
-            SearchKey::Unkeyword(k) => !keyword_bit(m.keywords, k).is_some_and(|b| has(b)),
+            SearchKey::Keyword(k) => keyword_bit(m.keywords, k).is_some_and(has),
+            SearchKey::Unkeyword(k) => !keyword_bit(m.keywords, k).is_some_and(has),
             SearchKey::Larger(n) => m.size > *n,
             SearchKey::Smaller(n) => m.size < *n,
             SearchKey::Before(d) => day_of(m.internal_date) < *d,
@@ -202,12 +202,12 @@ impl<'a> SearchKey<'a> {
             SearchKey::Header(field, needle) => m.body.is_some_and(|b| {
                 content.header_contains(b, &String::from_utf8_lossy(field), &lossy(needle))
             }),
-            SearchKey::Body(needle) => {
-                m.body.is_some_and(|b| content.body_contains(b, &lossy(needle)))
-            }
-            SearchKey::Text(needle) => {
-                m.body.is_some_and(|b| content.text_contains(b, &lossy(needle)))
-            }
+            SearchKey::Body(needle) => m
+                .body
+                .is_some_and(|b| content.body_contains(b, &lossy(needle))),
+            SearchKey::Text(needle) => m
+                .body
+                .is_some_and(|b| content.text_contains(b, &lossy(needle))),
             SearchKey::SentBefore(d) => sent_day(m, content).is_some_and(|s| s < *d),
             SearchKey::SentOn(d) => sent_day(m, content).is_some_and(|s| s == *d),
             SearchKey::SentSince(d) => sent_day(m, content).is_some_and(|s| s >= *d),

@@ -112,10 +112,7 @@ enum Mode {
     /// Waiting for the client's SASL response line.
     SaslResponse { tag: Vec<u8> },
     /// Credentials handed to the driver.
-    AwaitingAuth {
-        tag: Vec<u8>,
-        command: &'static str,
-    },
+    AwaitingAuth { tag: Vec<u8>, command: &'static str },
     /// STARTTLS accepted; the handshake is the driver's.
     AwaitingTls,
     /// In IDLE until DONE.
@@ -317,7 +314,15 @@ impl Session {
     }
 
     fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"];
+        let mut caps = vec![
+            "IMAP4rev1",
+            "IMAP4rev2",
+            "SASL-IR",
+            "LITERAL+",
+            "ID",
+            "ENABLE",
+            "IDLE",
+        ];
         let mut owned = Vec::new();
         if matches!(self.state, State::NotAuthenticated) {
             if !self.tls && self.config.tls_available {
@@ -347,7 +352,10 @@ impl Session {
             if self.config.quota_bytes.is_some() {
                 caps.extend(["QUOTA", "QUOTA=RES-STORAGE"]);
             }
-            owned.push(format!("APPENDLIMIT={}", self.config.max_literal.min(u64::from(u32::MAX))));
+            owned.push(format!(
+                "APPENDLIMIT={}",
+                self.config.max_literal.min(u64::from(u32::MAX))
+            ));
         }
         let mut s = caps.join(" ");
         for o in owned {
@@ -381,7 +389,11 @@ impl Session {
         }
     }
 
-    fn sync_selected<S: MailStore>(&mut self, store: &S, opts: SyncOpts) -> Result<(), MailboxGone> {
+    fn sync_selected<S: MailStore>(
+        &mut self,
+        store: &S,
+        opts: SyncOpts,
+    ) -> Result<(), MailboxGone> {
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
         };
@@ -472,7 +484,8 @@ impl Session {
                 non_sync, offset, ..
             }) => {
                 if !non_sync && offset > self.literal_acked {
-                    self.output.extend_from_slice(b"+ Ready for literal data\r\n");
+                    self.output
+                        .extend_from_slice(b"+ Ready for literal data\r\n");
                     self.literal_acked = offset;
                 }
                 self.input = input;
@@ -559,7 +572,9 @@ impl Session {
         let Mode::Idle { tag } = std::mem::take(&mut self.mode) else {
             return Step::NeedInput;
         };
-        let line = self.input[..nl].strip_suffix(b"\r").unwrap_or(&self.input[..nl]);
+        let line = self.input[..nl]
+            .strip_suffix(b"\r")
+            .unwrap_or(&self.input[..nl]);
         let done = line.eq_ignore_ascii_case(b"DONE");
         self.input.drain(..=nl);
         let opts = SyncOpts {
@@ -673,7 +688,10 @@ impl Session {
                 if !self.auth_allowed() {
                     Reply::no("[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
                 } else {
-                    match (String::from_utf8(username.into_owned()), String::from_utf8(password.into_owned())) {
+                    match (
+                        String::from_utf8(username.into_owned()),
+                        String::from_utf8(password.into_owned()),
+                    ) {
                         (Ok(user), Ok(pass)) => {
                             self.mode = Mode::AwaitingAuth {
                                 tag: tag.to_vec(),
@@ -767,7 +785,17 @@ impl Session {
                 ret,
                 charset,
                 criteria,
-            } => self.search(store, tag, uid, ret.as_deref(), charset.as_deref(), &criteria).await,
+            } => {
+                self.search(
+                    store,
+                    tag,
+                    uid,
+                    ret.as_deref(),
+                    charset.as_deref(),
+                    &criteria,
+                )
+                .await
+            }
             CommandBody::Fetch {
                 uid,
                 set,
@@ -843,12 +871,25 @@ impl Session {
         }
     }
 
+    /// Turns CONDSTORE on; a CONDSTORE-enabling command in the selected state reports the
+    /// HIGHESTMODSEQ straight away (RFC 7162 §3.1).
+    fn enable_condstore(&mut self) {
+        if self.enabled.condstore {
+            return;
+        }
+        self.enabled.condstore = true;
+        if let State::Selected(sel) = &self.state {
+            let line = format!("OK [HIGHESTMODSEQ {}] Highest", sel.highest_modseq);
+            self.untagged(&line);
+        }
+    }
+
     fn enable(&mut self, caps: &[&[u8]]) -> Reply {
         let mut newly = Vec::new();
         for c in caps {
             if c.eq_ignore_ascii_case(b"CONDSTORE") {
                 if !self.enabled.condstore {
-                    self.enabled.condstore = true;
+                    self.enable_condstore();
                     newly.push("CONDSTORE");
                 }
             } else if c.eq_ignore_ascii_case(b"IMAP4rev2") && !self.enabled.rev2 {

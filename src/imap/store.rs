@@ -372,11 +372,7 @@ impl MemMailbox {
     fn keyword_bits(&mut self, names: &[String]) -> Result<u64, StoreError> {
         let mut bits = 0;
         for n in names {
-            let i = match self
-                .keywords
-                .iter()
-                .position(|k| k.eq_ignore_ascii_case(n))
-            {
+            let i = match self.keywords.iter().position(|k| k.eq_ignore_ascii_case(n)) {
                 Some(i) => i,
                 None => {
                     if self.keywords.len() >= flags::MAX_KEYWORDS {
@@ -583,7 +579,8 @@ impl MailStore for MemStore {
         if a.mailboxes.contains_key(name) {
             return Err(StoreError::AlreadyExists);
         }
-        a.mailboxes.insert(name.to_string(), MemMailbox::new(v, None));
+        a.mailboxes
+            .insert(name.to_string(), MemMailbox::new(v, None));
         Ok(())
     }
 

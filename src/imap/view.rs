@@ -144,7 +144,8 @@ impl Selected {
                 match msgs.get(j) {
                     Some(m) if m.uid() == uid => {
                         let (f, ms) = (m.flags(), m.modseq());
-                        let report = f != self.flags[i] || (opts.condstore && ms != self.modseqs[i]);
+                        let report =
+                            f != self.flags[i] || (opts.condstore && ms != self.modseqs[i]);
                         if report {
                             changed.push(uid);
                         }

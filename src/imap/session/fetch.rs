@@ -19,6 +19,12 @@ enum FetchError {
     UnknownCte,
 }
 
+/// Whether a BINARY failure is the unknown-encoding case (a function so the match stays
+/// valid whatever other variants the MIME module has).
+fn is_unknown_cte(e: &mime::BinaryError) -> bool {
+    matches!(e, mime::BinaryError::UnknownCte)
+}
+
 fn needs_body(item: &FetchItem) -> bool {
     !matches!(
         item,
@@ -197,9 +203,7 @@ fn render_item<B>(
             line.push(b' ');
             match mime::binary_section(cx.msg, part) {
                 Ok(d) => response::literal8(line, apply_partial(&d, *partial)),
-                Err(e) if matches!(e, mime::BinaryError::UnknownCte) => {
-                    return Err(FetchError::UnknownCte)
-                }
+                Err(e) if is_unknown_cte(&e) => return Err(FetchError::UnknownCte),
                 Err(_) => line.extend_from_slice(b"NIL"),
             }
         }
@@ -209,9 +213,7 @@ fn render_item<B>(
             line.extend_from_slice(b"] ");
             match mime::binary_size(cx.msg, part) {
                 Ok(n) => response::number(line, n),
-                Err(e) if matches!(e, mime::BinaryError::UnknownCte) => {
-                    return Err(FetchError::UnknownCte)
-                }
+                Err(e) if is_unknown_cte(&e) => return Err(FetchError::UnknownCte),
                 Err(_) => line.extend_from_slice(b"NIL"),
             }
         }
@@ -244,7 +246,7 @@ impl Session {
             items.insert(0, &FetchItem::Uid);
         }
         if changed_since.is_some() || items.contains(&&FetchItem::ModSeq) {
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         if changed_since.is_some() && !items.contains(&&FetchItem::ModSeq) {
             items.push(&FetchItem::ModSeq);
@@ -295,7 +297,10 @@ impl Session {
         }
         let condstore = self.enabled.condstore;
         let rev2 = self.enabled.rev2;
-        let keywords = self.selected().map(|s| s.keywords.clone()).unwrap_or_default();
+        let keywords = self
+            .selected()
+            .map(|s| s.keywords.clone())
+            .unwrap_or_default();
         let has_flags = items.contains(&&FetchItem::Flags);
         let has_modseq = items.contains(&&FetchItem::ModSeq);
         let mut line = Vec::new();

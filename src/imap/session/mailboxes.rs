@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::{now, Reply, Session, State};
-use crate::imap::mailbox_name::{self, canonical_inbox, join_reference, pattern_matches, NameError};
+use crate::imap::mailbox_name::{
+    self, canonical_inbox, join_reference, pattern_matches, NameError,
+};
 use crate::imap::parser::{AppendMessage, Flag, ListCommand, StatusItem};
 use crate::imap::response;
 use crate::imap::sequence::write_compact;
-use crate::imap::store::{flags, FlagUpdate, MailStore, MailboxView, MessageView, SpecialUse, StoreError};
+use crate::imap::store::{
+    flags, FlagUpdate, MailStore, MailboxView, MessageView, SpecialUse, StoreError,
+};
 use crate::imap::view::Selected;
 
 /// Proper ancestors of a name (`a/b/c` → `a`, `a/b`).
@@ -28,7 +32,9 @@ pub(super) fn store_error(e: &StoreError, missing: &'static str) -> Reply {
         StoreError::InvalidName => Reply::no("[CANNOT] Invalid mailbox name."),
         StoreError::Failed(msg) => {
             tracing::error!(error = %msg, "storage failure");
-            Reply::no("[SERVERBUG] Internal error occurred. Refer to server log for more information.")
+            Reply::no(
+                "[SERVERBUG] Internal error occurred. Refer to server log for more information.",
+            )
         }
     }
 }
@@ -123,22 +129,22 @@ impl Session {
         self.untagged(&format!("{} EXISTS", sel.exists()));
         if !self.enabled.rev2 {
             self.untagged(&format!("{} RECENT", sel.recent.len()));
-            if let Some(i) = sel
-                .flags
-                .iter()
-                .position(|f| f & flags::SEEN == 0)
-            {
+            if let Some(i) = sel.flags.iter().position(|f| f & flags::SEEN == 0) {
                 self.untagged(&format!("OK [UNSEEN {}] First unseen.", i + 1));
             }
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", sel.uidvalidity));
         self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", sel.uidnext));
-        self.untagged(&format!("OK [HIGHESTMODSEQ {}] Highest", sel.highest_modseq));
+        self.untagged(&format!(
+            "OK [HIGHESTMODSEQ {}] Highest",
+            sel.highest_modseq
+        ));
         if self.enabled.rev2 {
-            let children = store
-                .list_mailboxes(&account)
-                .iter()
-                .any(|i| i.name.len() > name.len() && i.name.starts_with(&name) && i.name[name.len()..].starts_with('/'));
+            let children = store.list_mailboxes(&account).iter().any(|i| {
+                i.name.len() > name.len()
+                    && i.name.starts_with(&name)
+                    && i.name[name.len()..].starts_with('/')
+            });
             self.output.extend_from_slice(if children {
                 b"* LIST (\\HasChildren) \"/\" "
             } else {
@@ -200,7 +206,12 @@ impl Session {
         }
     }
 
-    pub(super) async fn rename<S: MailStore>(&mut self, store: &S, from: &[u8], to: &[u8]) -> Reply {
+    pub(super) async fn rename<S: MailStore>(
+        &mut self,
+        store: &S,
+        from: &[u8],
+        to: &[u8],
+    ) -> Reply {
         let Ok(from) = self.mailbox_arg(from) else {
             return Reply::no("[NONEXISTENT] Mailbox doesn't exist.");
         };
@@ -276,7 +287,12 @@ impl Session {
         Reply::ok("Rename completed.")
     }
 
-    pub(super) async fn subscribe<S: MailStore>(&mut self, store: &S, raw: &[u8], on: bool) -> Reply {
+    pub(super) async fn subscribe<S: MailStore>(
+        &mut self,
+        store: &S,
+        raw: &[u8],
+        on: bool,
+    ) -> Reply {
         let name = match self.mailbox_arg(raw) {
             Ok(n) => n,
             Err(e) => return Reply::no(format!("[CANNOT] Invalid mailbox name: {e}.")),
@@ -313,7 +329,7 @@ impl Session {
             return Reply::ok("List completed.");
         }
         if l.return_status.contains(&StatusItem::HighestModSeq) {
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         let account = self.account_name();
         let mut map: BTreeMap<String, ListEntry> = BTreeMap::new();
@@ -329,8 +345,12 @@ impl Session {
             }
         }
         for s in store.subscriptions(&account) {
-            for a in ancestors(&s) {
-                map.entry(a.to_string()).or_default().child_subscribed = true;
+            // RECURSIVEMATCH reports CHILDINFO for parents of subscribed mailboxes that are
+            // not listed themselves, i.e. that match no pattern (RFC 5258 §3.5).
+            if !patterns.iter().any(|p| pattern_matches(p, &s)) {
+                for a in ancestors(&s) {
+                    map.entry(a.to_string()).or_default().child_subscribed = true;
+                }
             }
             map.entry(s).or_default().subscribed = true;
         }
@@ -383,7 +403,8 @@ impl Session {
             self.output.extend_from_slice(b") \"/\" ");
             self.write_mailbox(&name);
             if childinfo {
-                self.output.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+                self.output
+                    .extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
             self.output.extend_from_slice(b"\r\n");
             if exists && !l.return_status.is_empty() {
@@ -393,7 +414,12 @@ impl Session {
         Reply::ok("List completed.")
     }
 
-    pub(super) fn lsub<S: MailStore>(&mut self, store: &S, reference: &[u8], pattern: &[u8]) -> Reply {
+    pub(super) fn lsub<S: MailStore>(
+        &mut self,
+        store: &S,
+        reference: &[u8],
+        pattern: &[u8],
+    ) -> Reply {
         let utf8 = self.enabled.rev2;
         let (Ok(reference), Ok(pattern)) = (
             mailbox_name::decode(reference, utf8),
@@ -464,7 +490,7 @@ impl Session {
             return false;
         };
         if items.contains(&StatusItem::HighestModSeq) {
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         self.output.extend_from_slice(b"* STATUS ");
         self.write_mailbox(name);
@@ -487,7 +513,12 @@ impl Session {
         true
     }
 
-    pub(super) fn status<S: MailStore>(&mut self, store: &S, raw: &[u8], items: &[StatusItem]) -> Reply {
+    pub(super) fn status<S: MailStore>(
+        &mut self,
+        store: &S,
+        raw: &[u8],
+        items: &[StatusItem],
+    ) -> Reply {
         let Ok(name) = self.mailbox_arg(raw) else {
             return Reply::no("[NONEXISTENT] Mailbox doesn't exist.");
         };

@@ -46,7 +46,11 @@ impl Session {
 
     /// Current store metadata of the given view indexes; messages expunged meanwhile are
     /// left out (compare lengths to notice).
-    pub(super) fn targets<S: MailStore>(&self, store: &S, indices: &[usize]) -> Vec<Target<S::Body>> {
+    pub(super) fn targets<S: MailStore>(
+        &self,
+        store: &S,
+        indices: &[usize],
+    ) -> Vec<Target<S::Body>> {
         let Some(sel) = self.selected() else {
             return Vec::new();
         };
@@ -119,7 +123,7 @@ impl Session {
         }
         let name = sel.name.clone();
         if unchanged_since.is_some() {
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         let account = self.account_name_ref().to_string();
         let targets = self.targets(store, &indices);
@@ -199,7 +203,7 @@ impl Session {
         }
         let uses_modseq = criteria.uses_modseq();
         if uses_modseq {
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         let Some(sel) = self.selected() else {
             return Reply::bad("No mailbox selected.");
@@ -211,7 +215,7 @@ impl Session {
         let targets = self.targets(store, &all);
         let needs_body = criteria.needs_body();
         let mut results = Vec::new();
-        let mut top_modseq = 0;
+        let mut modseqs = Vec::new();
         for t in &targets {
             let body = if needs_body {
                 match store.read_body(t.body).await {
@@ -237,7 +241,7 @@ impl Session {
             };
             if criteria.matches(&ctx, &MimeMatcher) {
                 results.push(if uid { t.uid } else { t.idx as u32 + 1 });
-                top_modseq = top_modseq.max(t.modseq);
+                modseqs.push(t.modseq);
             }
         }
         if ret.is_some() || self.enabled.rev2 {
@@ -255,12 +259,14 @@ impl Session {
                 match o {
                     SearchReturn::Min => {
                         if let Some(m) = results.first() {
-                            self.output.extend_from_slice(format!(" MIN {m}").as_bytes());
+                            self.output
+                                .extend_from_slice(format!(" MIN {m}").as_bytes());
                         }
                     }
                     SearchReturn::Max => {
                         if let Some(m) = results.last() {
-                            self.output.extend_from_slice(format!(" MAX {m}").as_bytes());
+                            self.output
+                                .extend_from_slice(format!(" MAX {m}").as_bytes());
                         }
                     }
                     SearchReturn::Count => {
@@ -275,9 +281,26 @@ impl Session {
                     }
                 }
             }
-            if uses_modseq && !results.is_empty() {
+            // The MODSEQ is the highest of the messages reported: all of them for ALL or
+            // COUNT, only the MIN / MAX ones otherwise (RFC 7162 §3.1.5).
+            let whole = opts
+                .iter()
+                .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count));
+            let top_modseq = if whole {
+                modseqs.iter().copied().max()
+            } else {
+                let mut m = None;
+                if opts.contains(&SearchReturn::Min) {
+                    m = modseqs.first().copied();
+                }
+                if opts.contains(&SearchReturn::Max) {
+                    m = m.max(modseqs.last().copied());
+                }
+                m
+            };
+            if let (true, Some(top)) = (uses_modseq && !results.is_empty(), top_modseq) {
                 self.output
-                    .extend_from_slice(format!(" MODSEQ {top_modseq}").as_bytes());
+                    .extend_from_slice(format!(" MODSEQ {top}").as_bytes());
             }
             self.output.extend_from_slice(b"\r\n");
         } else {
@@ -286,9 +309,9 @@ impl Session {
                 self.output.push(b' ');
                 response::number(&mut self.output, r);
             }
-            if uses_modseq && !results.is_empty() {
+            if let (true, Some(top)) = (uses_modseq, modseqs.iter().copied().max()) {
                 self.output
-                    .extend_from_slice(format!(" (MODSEQ {top_modseq})").as_bytes());
+                    .extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
             }
             self.output.extend_from_slice(b"\r\n");
         }
@@ -366,7 +389,9 @@ impl Session {
         if is_move {
             self.untagged(&format!("OK {code}Moved UIDs."));
             if expunged {
-                return Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+                return Reply::no(
+                    "[EXPUNGEISSUED] Some of the requested messages no longer exist.",
+                );
             }
             Reply::ok("Move completed.")
         } else if expunged {

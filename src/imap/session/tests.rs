@@ -84,7 +84,9 @@ fn greeting_and_capabilities_depend_on_tls() {
     assert_eq!(act, Some(Action::StartTls));
     s.tls_established();
     let out = run(&mut s, &st, "4 CAPABILITY\r\n");
-    assert!(out.contains("AUTH=PLAIN") && !out.contains("STARTTLS") && !out.contains("LOGINDISABLED"));
+    assert!(
+        out.contains("AUTH=PLAIN") && !out.contains("STARTTLS") && !out.contains("LOGINDISABLED")
+    );
     let out = run(&mut s, &st, "5 STARTTLS\r\n");
     assert!(out.starts_with("5 BAD"), "{out}");
     let out = run(&mut s, &st, "6 LOGIN user secret\r\n");
@@ -102,7 +104,11 @@ fn commands_pipelined_after_starttls_are_never_executed() {
     let st = store();
     let mut s = Session::new(SessionConfig::default(), false);
     s.take_output();
-    let (out, act) = run_bytes(&mut s, &st, b"a STARTTLS\r\nb LOGIN user secret\r\nc NOOP\r\n");
+    let (out, act) = run_bytes(
+        &mut s,
+        &st,
+        b"a STARTTLS\r\nb LOGIN user secret\r\nc NOOP\r\n",
+    );
     assert_eq!(out, "a OK Begin TLS negotiation now.\r\n");
     assert_eq!(act, Some(Action::StartTls));
     // Bytes arriving before the handshake completes are dropped too.
@@ -119,7 +125,10 @@ fn login_success_and_failure() {
     let mut s = Session::new(config(), false);
     s.take_output();
     let out = run(&mut s, &st, "a LOGIN user wrong\r\n");
-    assert_eq!(out, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+    assert_eq!(
+        out,
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
     let out = run(&mut s, &st, "b SELECT INBOX\r\n");
     assert!(out.starts_with("b BAD"), "{out}");
     let out = run(&mut s, &st, "c LOGIN {4}\r\n");
@@ -159,7 +168,9 @@ fn select_and_examine_responses() {
     with_two(&st);
     let mut s = login(&st);
     let out = run(&mut s, &st, "a SELECT inbox\r\n");
-    let uv = st.with_mailbox("user", "INBOX", |m| m.uidvalidity()).unwrap();
+    let uv = st
+        .with_mailbox("user", "INBOX", |m| m.uidvalidity())
+        .unwrap();
     let expected = format!(
         "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n\
          * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n\
@@ -173,7 +184,10 @@ fn select_and_examine_responses() {
     let out = run(&mut other, &st, "b EXAMINE INBOX\r\n");
     assert!(out.contains("* 0 RECENT\r\n"), "{out}");
     assert!(out.contains("[PERMANENTFLAGS ()]"), "{out}");
-    assert!(out.ends_with("b OK [READ-ONLY] Examine completed.\r\n"), "{out}");
+    assert!(
+        out.ends_with("b OK [READ-ONLY] Examine completed.\r\n"),
+        "{out}"
+    );
     let out = run(&mut other, &st, "c STORE 1 +FLAGS (\\Seen)\r\n");
     assert!(out.starts_with("c NO"), "{out}");
     let out = run(&mut other, &st, "d SELECT nosuch\r\n");
@@ -190,10 +204,18 @@ fn append_with_literals_and_limits() {
     let out = run(&mut s, &st, "a APPEND INBOX (\\Seen $Work) {12}\r\n");
     assert_eq!(out, "+ Ready for literal data\r\n");
     let out = run(&mut s, &st, "Subject: x\r\n\r\n");
-    let uv = st.with_mailbox("user", "INBOX", |m| m.uidvalidity()).unwrap();
-    assert_eq!(out, format!("a OK [APPENDUID {uv} 1] Append completed.\r\n"));
+    let uv = st
+        .with_mailbox("user", "INBOX", |m| m.uidvalidity())
+        .unwrap();
+    assert_eq!(
+        out,
+        format!("a OK [APPENDUID {uv} 1] Append completed.\r\n")
+    );
     let out = run(&mut s, &st, "b APPEND INBOX {3+}\r\nabc {3+}\r\ndef\r\n");
-    assert_eq!(out, format!("b OK [APPENDUID {uv} 2:3] Append completed.\r\n"));
+    assert_eq!(
+        out,
+        format!("b OK [APPENDUID {uv} 2:3] Append completed.\r\n")
+    );
     let out = run(&mut s, &st, "c APPEND nosuch {1+}\r\nx\r\n");
     assert_eq!(out, "c NO [TRYCREATE] Mailbox doesn't exist.\r\n");
     // Huge synchronising literal: NO before any continuation, nothing buffered.
@@ -206,8 +228,13 @@ fn append_with_literals_and_limits() {
     assert!(out.starts_with("f BAD"), "{out}");
     let out = run(&mut s, &st, "g APPEND INBOX {0+}\r\n\r\n");
     assert!(out.starts_with("g NO"), "{out}");
-    assert_eq!(st.with_mailbox("user", "INBOX", |m| m.messages().len()), Some(3));
-    let flags = st.with_mailbox("user", "INBOX", |m| m.messages()[0].flags()).unwrap();
+    assert_eq!(
+        st.with_mailbox("user", "INBOX", |m| m.messages().len()),
+        Some(3)
+    );
+    let flags = st
+        .with_mailbox("user", "INBOX", |m| m.messages()[0].flags())
+        .unwrap();
     assert_eq!(flags, crate::imap::store::flags::SEEN | 1 << 8);
 }
 
@@ -215,9 +242,16 @@ fn append_with_literals_and_limits() {
 fn non_synchronising_literal_over_limit_closes() {
     let st = store();
     let mut s = login(&st);
-    let (out, act) = run_bytes(&mut s, &st, b"a APPEND INBOX {99999999999+}\r\nb LOGOUT\r\n");
+    let (out, act) = run_bytes(
+        &mut s,
+        &st,
+        b"a APPEND INBOX {99999999999+}\r\nb LOGOUT\r\n",
+    );
     assert_eq!(act, Some(Action::Close));
-    assert!(out.contains("a NO [TOOBIG]") && out.contains("* BYE"), "{out}");
+    assert!(
+        out.contains("a NO [TOOBIG]") && out.contains("* BYE"),
+        "{out}"
+    );
     assert!(!out.contains("b OK"), "{out}");
     // Memory stays flat: the input was dropped, more input is ignored.
     s.feed(&[b'x'; 4096]);
@@ -245,7 +279,11 @@ fn long_lines_are_refused_and_session_recovers() {
 fn bad_commands_keep_the_session() {
     let st = store();
     let mut s = login(&st);
-    let out = run(&mut s, &st, "a FROB\r\n\r\n* NOOP\r\nb FETCH 1 FLAGS\r\nc NOOP\r\n");
+    let out = run(
+        &mut s,
+        &st,
+        "a FROB\r\n\r\n* NOOP\r\nb FETCH 1 FLAGS\r\nc NOOP\r\n",
+    );
     assert_eq!(
         out,
         "a BAD Error in IMAP command: Unknown command.\r\n\
@@ -256,7 +294,10 @@ fn bad_commands_keep_the_session() {
     let out = run(&mut s, &st, "d FETCH 1 FLAGS\r\n");
     assert!(out.starts_with("d BAD"), "{out}");
     let out = run(&mut s, &st, "e FETCH 1 (FLAGS\r\n");
-    assert!(out.starts_with("e BAD Error in IMAP command FETCH"), "{out}");
+    assert!(
+        out.starts_with("e BAD Error in IMAP command FETCH"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -264,7 +305,11 @@ fn fetch_items() {
     let st = store();
     with_two(&st);
     let mut s = selected(&st);
-    let out = run(&mut s, &st, "a FETCH 1:2 (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n");
+    let out = run(
+        &mut s,
+        &st,
+        "a FETCH 1:2 (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n",
+    );
     assert_eq!(
         out,
         format!(
@@ -276,7 +321,10 @@ fn fetch_items() {
         )
     );
     let out = run(&mut s, &st, "b UID FETCH 2 BODY.PEEK[]<0.4>\r\n");
-    assert_eq!(out, "* 2 FETCH (UID 2 BODY[]<0> {4}\r\nFrom)\r\nb OK Fetch completed.\r\n");
+    assert_eq!(
+        out,
+        "* 2 FETCH (UID 2 BODY[]<0> {4}\r\nFrom)\r\nb OK Fetch completed.\r\n"
+    );
     // Non-peek BODY[] sets \Seen and reports the new flags with it.
     let out = run(&mut s, &st, "c FETCH 1 BODY[]\r\n");
     assert_eq!(
@@ -287,9 +335,15 @@ fn fetch_items() {
         )
     );
     let out = run(&mut s, &st, "d FETCH 1 (FLAGS)\r\n");
-    assert_eq!(out, "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\nd OK Fetch completed.\r\n");
+    assert_eq!(
+        out,
+        "* 1 FETCH (FLAGS (\\Seen \\Recent))\r\nd OK Fetch completed.\r\n"
+    );
     let out = run(&mut s, &st, "e UID FETCH 5:* FLAGS\r\n");
-    assert_eq!(out, "* 2 FETCH (UID 2 FLAGS (\\Recent))\r\ne OK Fetch completed.\r\n");
+    assert_eq!(
+        out,
+        "* 2 FETCH (UID 2 FLAGS (\\Recent))\r\ne OK Fetch completed.\r\n"
+    );
     let out = run(&mut s, &st, "f UID FETCH 3:4 FLAGS\r\n");
     assert_eq!(out, "f OK Fetch completed.\r\n");
     let out = run(&mut s, &st, "g FETCH 2 (RFC822.SIZE MODSEQ)\r\n");
@@ -322,21 +376,40 @@ fn store_flags_and_condstore() {
     );
     let out = run(&mut s, &st, "d STORE 1 +FLAGS (\\Recent)\r\n");
     assert!(out.starts_with("d BAD"), "{out}");
-    let out = run(&mut s, &st, "e STORE 1:2 (UNCHANGEDSINCE 5) +FLAGS (\\Draft)\r\n");
+    let out = run(
+        &mut s,
+        &st,
+        "e STORE 1:2 (UNCHANGEDSINCE 5) +FLAGS (\\Draft)\r\n",
+    );
     assert!(
         out.ends_with("e OK [MODIFIED 2] Conditional STORE failed.\r\n"),
         "{out}"
     );
-    assert!(out.contains("* 1 FETCH (FLAGS (\\Draft \\Recent $Work) MODSEQ ("), "{out}");
-    let out = run(&mut s, &st, "f UID STORE 1:2 (UNCHANGEDSINCE 1) FLAGS ()\r\n");
-    assert!(out.ends_with("f OK [MODIFIED 1:2] Conditional STORE failed.\r\n"), "{out}");
+    assert!(
+        out.contains("* 1 FETCH (FLAGS (\\Draft \\Recent $Work) MODSEQ ("),
+        "{out}"
+    );
+    let out = run(
+        &mut s,
+        &st,
+        "f UID STORE 1:2 (UNCHANGEDSINCE 1) FLAGS ()\r\n",
+    );
+    assert!(
+        out.ends_with("f OK [MODIFIED 1:2] Conditional STORE failed.\r\n"),
+        "{out}"
+    );
 }
 
 #[test]
 fn expunge_reports_descending_sequence_numbers() {
     let st = store();
     for i in 0..5 {
-        st.deliver("user", "INBOX", format!("Subject: {i}\r\n\r\nx").as_bytes(), 0);
+        st.deliver(
+            "user",
+            "INBOX",
+            format!("Subject: {i}\r\n\r\nx").as_bytes(),
+            0,
+        );
     }
     let mut s = selected(&st);
     run(&mut s, &st, "a STORE 2,4:5 +FLAGS.SILENT (\\Deleted)\r\n");
@@ -356,7 +429,10 @@ fn expunge_reports_descending_sequence_numbers() {
     // CLOSE expunges silently.
     let out = run(&mut s, &st, "f CLOSE\r\n");
     assert_eq!(out, "f OK Close completed.\r\n");
-    assert_eq!(st.with_mailbox("user", "INBOX", |m| m.messages().len()), Some(0));
+    assert_eq!(
+        st.with_mailbox("user", "INBOX", |m| m.messages().len()),
+        Some(0)
+    );
 }
 
 #[test]
@@ -367,7 +443,11 @@ fn search_forms() {
     run(&mut s, &st, "a STORE 2 +FLAGS.SILENT (\\Flagged)\r\n");
     let out = run(&mut s, &st, "b SEARCH FLAGGED\r\n");
     assert_eq!(out, "* SEARCH 2\r\nb OK Search completed.\r\n");
-    let out = run(&mut s, &st, "c UID SEARCH CHARSET UTF-8 OR UNFLAGGED LARGER 1000000\r\n");
+    let out = run(
+        &mut s,
+        &st,
+        "c UID SEARCH CHARSET UTF-8 OR UNFLAGGED LARGER 1000000\r\n",
+    );
     assert_eq!(out, "* SEARCH 1\r\nc OK Search completed.\r\n");
     let out = run(&mut s, &st, "d SEARCH SINCE 2-Jan-1971\r\n");
     assert_eq!(out, "* SEARCH 2\r\nd OK Search completed.\r\n");
@@ -379,13 +459,62 @@ fn search_forms() {
         "* ESEARCH (TAG \"f\") MIN 1 MAX 2 COUNT 2 ALL 1:2\r\nf OK Search completed.\r\n"
     );
     let out = run(&mut s, &st, "g UID SEARCH RETURN () DELETED\r\n");
-    assert_eq!(out, "* ESEARCH (TAG \"g\") UID\r\ng OK Search completed.\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"g\") UID\r\ng OK Search completed.\r\n"
+    );
     let out = run(&mut s, &st, "h SEARCH NOT 1 RECENT\r\n");
     assert_eq!(out, "* SEARCH 2\r\nh OK Search completed.\r\n");
     let out = run(&mut s, &st, "i SEARCH MODSEQ 4\r\n");
-    assert_eq!(out, "* SEARCH 2 (MODSEQ 4)\r\ni OK Search completed.\r\n");
+    // The first CONDSTORE-enabling command reports HIGHESTMODSEQ.
+    assert_eq!(
+        out,
+        "* OK [HIGHESTMODSEQ 4] Highest\r\n* SEARCH 2 (MODSEQ 4)\r\ni OK Search completed.\r\n"
+    );
     let out = run(&mut s, &st, "j SEARCH SUBJECT second\r\n");
     assert_eq!(out, "* SEARCH 2\r\nj OK Search completed.\r\n");
+}
+
+#[test]
+fn esearch_modseq_follows_returned_messages() {
+    let st = store();
+    for i in 0..4 {
+        st.deliver(
+            "user",
+            "INBOX",
+            format!("Subject: {i}\r\n\r\nx").as_bytes(),
+            0,
+        );
+    }
+    let mut s = selected(&st);
+    // Store order 1, 3, 2, 4 gives modseqs 6, 7, 8, 9.
+    for n in [1, 3, 2, 4] {
+        run(&mut s, &st, &format!("s STORE {n} +FLAGS \\Seen\r\n"));
+    }
+    let out = run(
+        &mut s,
+        &st,
+        "a SEARCH RETURN (MIN) 1:3 MODSEQ \"/flags/\\\\seen\" all 1\r\n",
+    );
+    assert_eq!(
+        out,
+        "* OK [HIGHESTMODSEQ 9] Highest\r\n* ESEARCH (TAG \"a\") MIN 1 MODSEQ 6\r\na OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "b SEARCH RETURN (MAX) 1:3 MODSEQ 1\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"b\") MAX 3 MODSEQ 7\r\nb OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "c SEARCH RETURN () 1:3 MODSEQ 1\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"c\") ALL 1:3 MODSEQ 8\r\nc OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "d SEARCH RETURN (COUNT) 1000\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"d\") COUNT 0\r\nd OK Search completed.\r\n"
+    );
 }
 
 #[test]
@@ -393,19 +522,29 @@ fn copy_and_move_with_uidplus() {
     let st = store();
     with_two(&st);
     let mut s = selected(&st);
-    let trash_uv = st.with_mailbox("user", "Trash", |m| m.uidvalidity()).unwrap();
+    let trash_uv = st
+        .with_mailbox("user", "Trash", |m| m.uidvalidity())
+        .unwrap();
     let out = run(&mut s, &st, "a COPY 1:2 Trash\r\n");
-    assert_eq!(out, format!("a OK [COPYUID {trash_uv} 1:2 1:2] Copy completed.\r\n"));
+    assert_eq!(
+        out,
+        format!("a OK [COPYUID {trash_uv} 1:2 1:2] Copy completed.\r\n")
+    );
     let out = run(&mut s, &st, "b UID MOVE 2 Trash\r\n");
     assert_eq!(
         out,
-        format!("* OK [COPYUID {trash_uv} 2 3] Moved UIDs.\r\n* 2 EXPUNGE\r\nb OK Move completed.\r\n")
+        format!(
+            "* OK [COPYUID {trash_uv} 2 3] Moved UIDs.\r\n* 2 EXPUNGE\r\nb OK Move completed.\r\n"
+        )
     );
     let out = run(&mut s, &st, "c COPY 1 Nowhere\r\n");
     assert_eq!(out, "c NO [TRYCREATE] Mailbox doesn't exist.\r\n");
     let out = run(&mut s, &st, "d UID COPY 99 Trash\r\n");
     assert_eq!(out, "d OK No messages found.\r\n");
-    assert_eq!(st.with_mailbox("user", "Trash", |m| m.messages().len()), Some(3));
+    assert_eq!(
+        st.with_mailbox("user", "Trash", |m| m.messages().len()),
+        Some(3)
+    );
 }
 
 #[test]
@@ -413,7 +552,10 @@ fn list_lsub_and_mailbox_management() {
     let st = store();
     let mut s = login(&st);
     let out = run(&mut s, &st, "a LIST \"\" \"\"\r\n");
-    assert_eq!(out, "* LIST (\\Noselect) \"/\" \"\"\r\na OK List completed.\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\Noselect) \"/\" \"\"\r\na OK List completed.\r\n"
+    );
     let out = run(&mut s, &st, "b LIST \"\" *\r\n");
     assert_eq!(
         out,
@@ -434,9 +576,15 @@ fn list_lsub_and_mailbox_management() {
     let out = run(&mut s, &st, "f CREATE inbox\r\n");
     assert_eq!(out, "f NO [ALREADYEXISTS] Mailbox already exists.\r\n");
     let out = run(&mut s, &st, "g LIST \"\" Work%\r\n");
-    assert_eq!(out, "* LIST (\\HasChildren) \"/\" Work\r\ng OK List completed.\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\HasChildren) \"/\" Work\r\ng OK List completed.\r\n"
+    );
     let out = run(&mut s, &st, "h LIST Work/ %\r\n");
-    assert_eq!(out, "* LIST (\\HasNoChildren) \"/\" Work/Projects\r\nh OK List completed.\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\HasNoChildren) \"/\" Work/Projects\r\nh OK List completed.\r\n"
+    );
     let out = run(&mut s, &st, "i RENAME Work Play\r\n");
     assert_eq!(out, "i OK Rename completed.\r\n");
     let out = run(&mut s, &st, "j LIST \"\" Play*\r\n");
@@ -447,7 +595,10 @@ fn list_lsub_and_mailbox_management() {
     let out = run(&mut s, &st, "k DELETE Play\r\n");
     assert_eq!(out, "k OK Delete completed.\r\n");
     let out = run(&mut s, &st, "l LIST \"\" %\r\n");
-    assert!(out.contains("* LIST (\\Noselect \\HasChildren) \"/\" Play\r\n"), "{out}");
+    assert!(
+        out.contains("* LIST (\\Noselect \\HasChildren) \"/\" Play\r\n"),
+        "{out}"
+    );
     let out = run(&mut s, &st, "m DELETE Play\r\n");
     assert_eq!(out, "m NO [NONEXISTENT] Mailbox doesn't exist.\r\n");
     let out = run(&mut s, &st, "n DELETE INBOX\r\n");
@@ -455,24 +606,48 @@ fn list_lsub_and_mailbox_management() {
     let out = run(&mut s, &st, "o SUBSCRIBE Play/Projects\r\n");
     assert_eq!(out, "o OK Subscribe completed.\r\n");
     let out = run(&mut s, &st, "p LSUB \"\" Play/*\r\n");
-    assert_eq!(out, "* LSUB () \"/\" Play/Projects\r\np OK Lsub completed.\r\n");
+    assert_eq!(
+        out,
+        "* LSUB () \"/\" Play/Projects\r\np OK Lsub completed.\r\n"
+    );
     let out = run(&mut s, &st, "q LIST (SUBSCRIBED) \"\" P*\r\n");
     assert_eq!(
         out,
         "* LIST (\\HasNoChildren \\Subscribed) \"/\" Play/Projects\r\nq OK List completed.\r\n"
     );
-    let out = run(&mut s, &st, "r LIST (SPECIAL-USE) \"\" * RETURN (STATUS (MESSAGES))\r\n");
-    assert!(out.contains("* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n* STATUS Sent (MESSAGES 0)\r\n"), "{out}");
+    let out = run(
+        &mut s,
+        &st,
+        "r LIST (SPECIAL-USE) \"\" * RETURN (STATUS (MESSAGES))\r\n",
+    );
+    assert!(
+        out.contains(
+            "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n* STATUS Sent (MESSAGES 0)\r\n"
+        ),
+        "{out}"
+    );
     assert!(!out.contains("INBOX"), "{out}");
     let out = run(&mut s, &st, "s NAMESPACE\r\n");
-    assert_eq!(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\ns OK Namespace completed.\r\n");
+    assert_eq!(
+        out,
+        "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\ns OK Namespace completed.\r\n"
+    );
 }
 
 #[test]
 fn mailbox_names_are_names_not_paths() {
     let st = store();
     let mut s = login(&st);
-    for bad in ["../etc", "a//b", "/abs", "a/./b", "~other/INBOX", "#news", "\"a*\"", "&Jjo"] {
+    for bad in [
+        "../etc",
+        "a//b",
+        "/abs",
+        "a/./b",
+        "~other/INBOX",
+        "#news",
+        "\"a*\"",
+        "&Jjo",
+    ] {
         let out = run(&mut s, &st, &format!("x CREATE {bad}\r\n"));
         assert!(out.starts_with("x NO [CANNOT]"), "{bad}: {out}");
     }
@@ -487,16 +662,29 @@ fn status_command() {
     let st = store();
     with_two(&st);
     let mut s = login(&st);
-    let uv = st.with_mailbox("user", "INBOX", |m| m.uidvalidity()).unwrap();
-    let out = run(&mut s, &st, "a STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)\r\n");
+    let uv = st
+        .with_mailbox("user", "INBOX", |m| m.uidvalidity())
+        .unwrap();
+    let out = run(
+        &mut s,
+        &st,
+        "a STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)\r\n",
+    );
     assert_eq!(
         out,
         format!("* STATUS INBOX (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY {uv} UNSEEN 2)\r\na OK Status completed.\r\n")
     );
     let out = run(&mut s, &st, "b STATUS nosuch (MESSAGES)\r\n");
     assert_eq!(out, "b NO [NONEXISTENT] Mailbox doesn't exist.\r\n");
-    let out = run(&mut s, &st, "c STATUS Sent (SIZE DELETED HIGHESTMODSEQ)\r\n");
-    assert_eq!(out, "* STATUS Sent (SIZE 0 DELETED 0 HIGHESTMODSEQ 1)\r\nc OK Status completed.\r\n");
+    let out = run(
+        &mut s,
+        &st,
+        "c STATUS Sent (SIZE DELETED HIGHESTMODSEQ)\r\n",
+    );
+    assert_eq!(
+        out,
+        "* STATUS Sent (SIZE 0 DELETED 0 HIGHESTMODSEQ 1)\r\nc OK Status completed.\r\n"
+    );
 }
 
 #[test]
@@ -508,12 +696,18 @@ fn updates_reach_other_sessions_on_noop() {
     let mut b = selected(&st);
     run(&mut a, &st, "1 STORE 2 +FLAGS (\\Deleted)\r\n");
     let out = run(&mut b, &st, "2 NOOP\r\n");
-    assert_eq!(out, "* 2 FETCH (FLAGS (\\Deleted))\r\n2 OK NOOP completed.\r\n");
+    assert_eq!(
+        out,
+        "* 2 FETCH (FLAGS (\\Deleted))\r\n2 OK NOOP completed.\r\n"
+    );
     run(&mut a, &st, "3 EXPUNGE\r\n");
     st.deliver("user", "INBOX", b"Subject: 4\r\n\r\nx", 0);
     // No EXPUNGE during a sequence-number FETCH, but EXISTS is fine; sequence numbers hold.
     let out = run(&mut b, &st, "4 FETCH 3 UID\r\n");
-    assert_eq!(out, "* 3 FETCH (UID 3)\r\n* 4 EXISTS\r\n* 1 RECENT\r\n4 OK Fetch completed.\r\n");
+    assert_eq!(
+        out,
+        "* 3 FETCH (UID 3)\r\n* 4 EXISTS\r\n* 1 RECENT\r\n4 OK Fetch completed.\r\n"
+    );
     let out = run(&mut b, &st, "5 FETCH 2 UID\r\n");
     assert!(out.starts_with("5 NO [EXPUNGEISSUED]"), "{out}");
     let out = run(&mut b, &st, "6 NOOP\r\n");
@@ -537,14 +731,20 @@ fn idle_gets_updates_and_ends_with_done() {
     let (out, act) = run_bytes(&mut a, &st, b"i IDLE\r\n");
     assert_eq!(out, "+ idling\r\n");
     assert_eq!(act, Some(Action::Idle));
-    let (acct, mbox, version) = a.idle_watch().map(|(x, y, v)| (x.to_string(), y.to_string(), v)).unwrap();
+    let (acct, mbox, version) = a
+        .idle_watch()
+        .map(|(x, y, v)| (x.to_string(), y.to_string(), v))
+        .unwrap();
     assert_eq!((acct.as_str(), mbox.as_str()), ("user", "INBOX"));
     let out = run(&mut b, &st, "x APPEND INBOX {5+}\r\nhello\r\n");
     assert!(out.contains("x OK [APPENDUID"), "{out}");
     assert_ne!(st.mailbox_version("user", "INBOX"), version);
     block_on(st.mailbox_changed("user", "INBOX", version));
     a.idle_update(&st);
-    assert_eq!(String::from_utf8(a.take_output()).unwrap(), "* 1 EXISTS\r\n* 1 RECENT\r\n");
+    assert_eq!(
+        String::from_utf8(a.take_output()).unwrap(),
+        "* 1 EXISTS\r\n* 1 RECENT\r\n"
+    );
     let (out, act) = run_bytes(&mut a, &st, b"DO");
     assert_eq!((out.as_str(), act), ("", Some(Action::Idle)));
     let out = run(&mut a, &st, "NE\r\n");
@@ -581,7 +781,11 @@ fn enable_id_quota_unselect() {
         "* QUOTAROOT INBOX \"\"\r\n* QUOTA \"\" (STORAGE 0 10)\r\nd OK Getquotaroot completed.\r\n"
     );
     let big = "x".repeat(11 * 1024);
-    let out = run(&mut s, &st, &format!("e APPEND INBOX {{{}+}}\r\n{big}\r\n", big.len()));
+    let out = run(
+        &mut s,
+        &st,
+        &format!("e APPEND INBOX {{{}+}}\r\n{big}\r\n", big.len()),
+    );
     assert_eq!(out, "e NO [OVERQUOTA] Quota exceeded.\r\n");
     run(&mut s, &st, "f SELECT INBOX\r\n");
     let out = run(&mut s, &st, "g UNSELECT\r\n");
@@ -598,9 +802,15 @@ fn imap4rev2_uses_esearch_and_no_recent() {
     run(&mut s, &st, "a ENABLE IMAP4rev2\r\n");
     let out = run(&mut s, &st, "b SELECT INBOX\r\n");
     assert!(!out.contains("RECENT") && !out.contains("UNSEEN"), "{out}");
-    assert!(out.contains("* LIST (\\HasNoChildren) \"/\" INBOX\r\n"), "{out}");
+    assert!(
+        out.contains("* LIST (\\HasNoChildren) \"/\" INBOX\r\n"),
+        "{out}"
+    );
     let out = run(&mut s, &st, "c SEARCH ALL\r\n");
-    assert_eq!(out, "* ESEARCH (TAG \"c\") ALL 1:2\r\nc OK Search completed.\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"c\") ALL 1:2\r\nc OK Search completed.\r\n"
+    );
     let out = run(&mut s, &st, "d FETCH 1 FLAGS\r\n");
     assert_eq!(out, "* 1 FETCH (FLAGS ())\r\nd OK Fetch completed.\r\n");
 }
