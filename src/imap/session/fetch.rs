@@ -19,12 +19,6 @@ enum FetchError {
     UnknownCte,
 }
 
-/// Whether a BINARY failure is the unknown-encoding case (a function so the match stays
-/// valid whatever other variants the MIME module has).
-fn is_unknown_cte(e: &mime::BinaryError) -> bool {
-    matches!(e, mime::BinaryError::UnknownCte)
-}
-
 fn needs_body(item: &FetchItem) -> bool {
     !matches!(
         item,
@@ -203,7 +197,7 @@ fn render_item<B>(
             line.push(b' ');
             match mime::binary_section(cx.msg, part) {
                 Ok(d) => response::literal8(line, apply_partial(&d, *partial)),
-                Err(e) if is_unknown_cte(&e) => return Err(FetchError::UnknownCte),
+                Err(mime::BinaryError::UnknownCte(_)) => return Err(FetchError::UnknownCte),
                 Err(_) => line.extend_from_slice(b"NIL"),
             }
         }
@@ -213,7 +207,7 @@ fn render_item<B>(
             line.extend_from_slice(b"] ");
             match mime::binary_size(cx.msg, part) {
                 Ok(n) => response::number(line, n),
-                Err(e) if is_unknown_cte(&e) => return Err(FetchError::UnknownCte),
+                Err(mime::BinaryError::UnknownCte(_)) => return Err(FetchError::UnknownCte),
                 Err(_) => line.extend_from_slice(b"NIL"),
             }
         }
