@@ -167,19 +167,20 @@ pub enum FetchItem {
         /// Optional `<origin.length>`.
         partial: Option<Partial>,
     },
-    /// `BINARY[part]<partial>` or `BINARY.PEEK[...]` (RFC 3516).
+    /// `BINARY[part]<partial>` or `BINARY.PEEK[...]` (RFC 3516). Like Dovecot, the section
+    /// may also name HEADER / TEXT / MIME, which are returned as they are.
     Binary {
         /// `.PEEK`.
         peek: bool,
-        /// Part numbers (empty: whole message).
-        part: Vec<u32>,
+        /// The section (usually only part numbers; empty: whole message).
+        section: Section,
         /// Optional `<origin.length>`.
         partial: Option<Partial>,
     },
     /// `BINARY.SIZE[part]`.
     BinarySize {
-        /// Part numbers.
-        part: Vec<u32>,
+        /// The section.
+        section: Section,
     },
 }
 
@@ -1157,16 +1158,16 @@ fn fetch_att(c: &mut Cursor<'_>, items: &mut Vec<FetchItem>) -> LexResult<()> {
             }
         }
         b"BINARY" | b"BINARY.PEEK" => {
-            let part = binary_section(c)?;
+            let section = section(c)?;
             let partial = partial(c)?;
             FetchItem::Binary {
                 peek: name.len() > 6,
-                part,
+                section,
                 partial,
             }
         }
         b"BINARY.SIZE" => FetchItem::BinarySize {
-            part: binary_section(c)?,
+            section: section(c)?,
         },
         _ => return Err("Unknown fetch item"),
     };
@@ -1233,21 +1234,6 @@ fn section_text(c: &mut Cursor<'_>, part: &[u32]) -> LexResult<SectionText> {
     };
     c.expect(b']', "Missing ] after section")?;
     Ok(text)
-}
-
-fn binary_section(c: &mut Cursor<'_>) -> LexResult<Vec<u32>> {
-    c.expect(b'[', "Expected [")?;
-    let mut part = Vec::new();
-    if !c.eat(b']') {
-        loop {
-            part.push(c.nz_number()?);
-            if !c.eat(b'.') {
-                break;
-            }
-        }
-        c.expect(b']', "Missing ] after section")?;
-    }
-    Ok(part)
 }
 
 fn partial(c: &mut Cursor<'_>) -> LexResult<Option<Partial>> {
@@ -1578,7 +1564,7 @@ mod tests {
             matches!(&items[5], FetchItem::BodySection { section, .. } if section.part == [2] && section.text == Some(SectionText::Mime))
         );
         assert!(
-            matches!(&items[6], FetchItem::Binary { peek: true, part, partial: Some(_) } if part == &[1])
+            matches!(&items[6], FetchItem::Binary { peek: true, section, partial: Some(_) } if section.part == [1])
         );
         let CommandBody::Fetch { items, .. } = ok("a FETCH 1 BODY[HEADER.FIELDS.NOT (X)]\r\n")
         else {

@@ -109,6 +109,22 @@ fn section_bytes<'m>(msg: &'m [u8], section: &Section) -> Option<Cow<'m, [u8]>> 
     }
 }
 
+/// BINARY content of a section: decoded for a part, as-is for HEADER / TEXT / MIME (headers
+/// carry no transfer encoding); `None` if the part does not exist.
+fn binary_bytes<'m>(msg: &'m [u8], section: &Section) -> Result<Option<Cow<'m, [u8]>>, FetchError> {
+    if section.text.is_some() {
+        return Ok(section_bytes(msg, section));
+    }
+    if section.part.is_empty() {
+        return Ok(Some(Cow::Borrowed(msg)));
+    }
+    match mime::binary_section(msg, &section.part) {
+        Ok(d) => Ok(Some(Cow::Owned(d))),
+        Err(mime::BinaryError::UnknownCte(_)) => Err(FetchError::UnknownCte),
+        Err(_) => Ok(None),
+    }
+}
+
 struct ItemCtx<'a> {
     msg: &'a [u8],
     keywords: &'a [String],
@@ -189,26 +205,25 @@ fn render_item<B>(
                 None => line.extend_from_slice(b"NIL"),
             }
         }
-        FetchItem::Binary { part, partial, .. } => {
-            line.extend_from_slice(b"BINARY[");
-            write_part(line, part);
-            line.push(b']');
+        FetchItem::Binary {
+            section, partial, ..
+        } => {
+            line.extend_from_slice(b"BINARY");
+            write_section(line, section);
             write_origin(line, *partial);
             line.push(b' ');
-            match mime::binary_section(cx.msg, part) {
-                Ok(d) => response::literal8(line, apply_partial(&d, *partial)),
-                Err(mime::BinaryError::UnknownCte(_)) => return Err(FetchError::UnknownCte),
-                Err(_) => line.extend_from_slice(b"NIL"),
+            match binary_bytes(cx.msg, section)? {
+                Some(d) => response::literal8(line, apply_partial(&d, *partial)),
+                None => line.extend_from_slice(b"NIL"),
             }
         }
-        FetchItem::BinarySize { part } => {
-            line.extend_from_slice(b"BINARY.SIZE[");
-            write_part(line, part);
-            line.extend_from_slice(b"] ");
-            match mime::binary_size(cx.msg, part) {
-                Ok(n) => response::number(line, n),
-                Err(mime::BinaryError::UnknownCte(_)) => return Err(FetchError::UnknownCte),
-                Err(_) => line.extend_from_slice(b"NIL"),
+        FetchItem::BinarySize { section } => {
+            line.extend_from_slice(b"BINARY.SIZE");
+            write_section(line, section);
+            line.push(b' ');
+            match binary_bytes(cx.msg, section)? {
+                Some(d) => response::number(line, d.len()),
+                None => line.extend_from_slice(b"NIL"),
             }
         }
     }

@@ -883,3 +883,53 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn fetch_mime_items() {
+    let st = store();
+    let msg = "From: A <a@example.org>\r\nSubject: multi\r\nMIME-Version: 1.0\r\n\
+               Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+               Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n\
+               --b\r\nContent-Type: application/x-odd\r\nContent-Transfer-Encoding: x-weird\r\n\r\nzz\r\n--b--\r\n";
+    st.deliver("user", "INBOX", msg.as_bytes(), 0);
+    let mut s = selected(&st);
+    let out = run(&mut s, &st, "a FETCH 1 (ENVELOPE BODYSTRUCTURE)\r\n");
+    assert!(
+        out.starts_with("* 1 FETCH (ENVELOPE (NIL \"multi\" ((\"A\" NIL \"a\" \"example.org\"))"),
+        "{out}"
+    );
+    assert!(out.contains("BODYSTRUCTURE ((\"text\" \"plain\""), "{out}");
+    assert!(out.ends_with("a OK Fetch completed.\r\n"), "{out}");
+    let out = run(
+        &mut s,
+        &st,
+        "b FETCH 1 BODY.PEEK[HEADER.FIELDS (Subject)]\r\n",
+    );
+    assert_eq!(
+        out,
+        "* 1 FETCH (BODY[HEADER.FIELDS (Subject)] {18}\r\nSubject: multi\r\n\r\n)\r\nb OK Fetch completed.\r\n"
+    );
+    let out = run(
+        &mut s,
+        &st,
+        "c FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[1.MIME])\r\n",
+    );
+    assert!(
+        out.starts_with("* 1 FETCH (BINARY[1] {5}\r\nhello BINARY.SIZE[1] 5 BINARY[1.MIME] {"),
+        "{out}"
+    );
+    let out = run(&mut s, &st, "d FETCH 1 BINARY.PEEK[2]\r\n");
+    assert_eq!(
+        out,
+        "d NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding.\r\n"
+    );
+    let out = run(&mut s, &st, "e FETCH 1 BODY.PEEK[3]\r\n");
+    assert_eq!(out, "* 1 FETCH (BODY[3] NIL)\r\ne OK Fetch completed.\r\n");
+    let out = run(&mut s, &st, "f FETCH 1 (RFC822.HEADER)\r\n");
+    assert!(out.starts_with("* 1 FETCH (RFC822.HEADER {"), "{out}");
+    let out = run(&mut s, &st, "g FETCH 1 (BODY)\r\n");
+    assert!(
+        out.starts_with("* 1 FETCH (BODY ((\"text\" \"plain\""),
+        "{out}"
+    );
+}
