@@ -168,6 +168,9 @@ pub struct Session {
     literal_acked: usize,
 }
 
+/// Input buffer capacity above which it is shrunk again after a command.
+const SHRINK_ABOVE: usize = 1 << 20;
+
 /// Unix time now, for APPEND without a date.
 fn now() -> i64 {
     SystemTime::now()
@@ -461,9 +464,16 @@ impl Session {
     /// (SASL exchange, IDLE) and stepping should go on.
     async fn step_command<S: MailStore>(&mut self, store: &S) -> Option<Step> {
         let input = std::mem::take(&mut self.input);
+        // Before login only LOGIN / AUTHENTICATE have a use for literals: keep them small so
+        // an anonymous peer cannot make us buffer an APPEND-sized literal.
+        let max_literal = if matches!(self.state, State::NotAuthenticated) {
+            self.config.max_literal.min(self.config.max_line as u64)
+        } else {
+            self.config.max_literal
+        };
         let limits = Limits {
             max_line: self.config.max_line,
-            max_literal: self.config.max_literal,
+            max_literal,
         };
         match parse_with(&input, &limits) {
             Ok((cmd, consumed)) => {
@@ -559,6 +569,10 @@ impl Session {
         input.drain(..consumed.min(input.len()));
         // Anything fed while the command ran (nothing today) goes after what is left.
         input.append(&mut self.input);
+        // Give back the memory of a large APPEND once it is done.
+        if input.capacity() > SHRINK_ABOVE && input.len() < SHRINK_ABOVE / 4 {
+            input.shrink_to(SHRINK_ABOVE / 4);
+        }
         self.input = input;
     }
 

@@ -259,6 +259,27 @@ fn non_synchronising_literal_over_limit_closes() {
 }
 
 #[test]
+fn literals_before_login_are_small() {
+    let st = store();
+    let mut s = Session::new(config(), false);
+    s.take_output();
+    let out = run(&mut s, &st, "a APPEND INBOX {1000000}\r\n");
+    assert_eq!(out, "a NO [TOOBIG] Literal too large.\r\n");
+    let out = run(&mut s, &st, "b LOGIN {4}\r\n");
+    assert_eq!(out, "+ Ready for literal data\r\n");
+}
+
+#[test]
+fn input_memory_is_returned_after_a_big_append() {
+    let st = store();
+    let mut s = login(&st);
+    let body = "x".repeat(3 << 20);
+    let out = run(&mut s, &st, &format!("a APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len()));
+    assert!(out.starts_with("a OK [APPENDUID"), "{out}");
+    assert!(s.input.capacity() <= SHRINK_ABOVE, "{}", s.input.capacity());
+}
+
+#[test]
 fn long_lines_are_refused_and_session_recovers() {
     let st = store();
     let cfg = SessionConfig {
