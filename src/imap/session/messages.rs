@@ -1,0 +1,465 @@
+//! Message commands other than FETCH: STORE, SEARCH, COPY / MOVE, EXPUNGE and CLOSE.
+
+use super::mailboxes::{flag_update, store_error};
+use super::{Reply, Session, State};
+use crate::imap::parser::{Flag, SearchReturn, StoreOp};
+use crate::imap::response;
+use crate::imap::search::{MessageContext, MimeMatcher, SearchKey};
+use crate::imap::sequence::{write_compact, SequenceSet};
+use crate::imap::store::{flags, FlagOp, MailStore, MailboxView, MessageView};
+use crate::imap::view::{Selected, SyncOpts};
+
+/// A message of the selected mailbox as a command sees it.
+pub(super) struct Target<B> {
+    /// 0-based index in the view (sequence number − 1).
+    pub idx: usize,
+    pub uid: u32,
+    pub flags: u64,
+    pub modseq: u64,
+    pub size: u32,
+    pub date: i64,
+    pub body: B,
+}
+
+impl Session {
+    /// The selected mailbox (commands that need one were checked already).
+    pub(super) fn selected(&self) -> Option<&Selected> {
+        match &self.state {
+            State::Selected(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Resolves a sequence or UID set to view indexes, ascending.
+    pub(super) fn resolve(&self, set: &SequenceSet<'_>, uid: bool) -> Result<Vec<usize>, Reply> {
+        let Some(sel) = self.selected() else {
+            return Err(Reply::bad("No mailbox selected."));
+        };
+        if uid {
+            Ok(set.resolve_uids(&sel.uids))
+        } else {
+            set.resolve_seq(sel.exists())
+                .map(|v| v.into_iter().map(|s| s as usize - 1).collect())
+                .map_err(|_| Reply::bad("Error in IMAP command: Invalid messageset."))
+        }
+    }
+
+    /// Current store metadata of the given view indexes; messages expunged meanwhile are
+    /// left out (compare lengths to notice).
+    pub(super) fn targets<S: MailStore>(
+        &self,
+        store: &S,
+        indices: &[usize],
+    ) -> Vec<Target<S::Body>> {
+        let Some(sel) = self.selected() else {
+            return Vec::new();
+        };
+        let account = self.account.as_deref().unwrap_or("");
+        store
+            .with_mailbox(account, &sel.name, |ix| {
+                let msgs = ix.messages();
+                indices
+                    .iter()
+                    .filter(|&&i| !sel.gone.get(i).copied().unwrap_or(true))
+                    .filter_map(|&i| {
+                        let uid = sel.uids[i];
+                        let j = msgs.binary_search_by_key(&uid, |m| m.uid()).ok()?;
+                        let m = &msgs[j];
+                        Some(Target {
+                            idx: i,
+                            uid,
+                            flags: m.flags(),
+                            modseq: m.modseq(),
+                            size: m.size(),
+                            date: m.internal_date(),
+                            body: m.body(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Announces keywords the client has not been told about yet (`* FLAGS`), so flag lists
+    /// that follow only use known names.
+    pub(super) fn refresh_keywords<S: MailStore>(&mut self, store: &S) {
+        let State::Selected(sel) = &mut self.state else {
+            return;
+        };
+        let account = self.account.as_deref().unwrap_or("");
+        let kw = store.with_mailbox(account, &sel.name, |ix| {
+            (ix.keywords() != sel.keywords.as_slice()).then(|| ix.keywords().to_vec())
+        });
+        if let Some(Some(kw)) = kw {
+            sel.keywords = kw;
+            sel.write_flags(&mut self.output);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store<S: MailStore>(
+        &mut self,
+        store: &S,
+        uid: bool,
+        set: &SequenceSet<'_>,
+        unchanged_since: Option<u64>,
+        op: StoreOp,
+        silent: bool,
+        flag_list: &[Flag<'_>],
+    ) -> Reply {
+        let update = match flag_update(flag_list) {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        let indices = match self.resolve(set, uid) {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        if sel.read_only {
+            return Reply::no("[READ-ONLY] Mailbox is read-only.");
+        }
+        let name = sel.name.clone();
+        if unchanged_since.is_some() {
+            self.enable_condstore();
+        }
+        let account = self.account_name_ref().to_string();
+        let targets = self.targets(store, &indices);
+        let uids: Vec<u32> = targets.iter().map(|t| t.uid).collect();
+        let op = match op {
+            StoreOp::Add => FlagOp::Add,
+            StoreOp::Remove => FlagOp::Remove,
+            StoreOp::Replace => FlagOp::Replace,
+        };
+        let outcome = match store
+            .store_flags(&account, &name, &uids, op, &update, unchanged_since)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist."),
+        };
+        self.refresh_keywords(store);
+        let after = self.targets(store, &indices);
+        let mut failed = outcome.modified_since_failed.clone();
+        failed.sort_unstable();
+        let opts = SyncOpts {
+            allow_expunge: false,
+            with_uid: uid,
+            condstore: self.enabled.condstore,
+            rev2: self.enabled.rev2,
+        };
+        let State::Selected(sel) = &mut self.state else {
+            return Reply::bad("No mailbox selected.");
+        };
+        for t in &after {
+            if failed.binary_search(&t.uid).is_ok() {
+                continue;
+            }
+            sel.flags[t.idx] = t.flags;
+            sel.modseqs[t.idx] = t.modseq;
+            if !silent {
+                sel.write_flags_fetch(&mut self.output, t.idx, opts);
+            }
+        }
+        if failed.is_empty() {
+            return Reply::ok("Store completed.");
+        }
+        let ids: Vec<u32> = if uid {
+            failed
+        } else {
+            failed
+                .iter()
+                .filter_map(|u| sel.index_of(*u).map(|i| i as u32 + 1))
+                .collect()
+        };
+        let mut set = Vec::new();
+        write_compact(&mut set, &ids);
+        Reply::ok(format!(
+            "[MODIFIED {}] Conditional STORE failed.",
+            String::from_utf8_lossy(&set)
+        ))
+    }
+
+    fn account_name_ref(&self) -> &str {
+        self.account.as_deref().unwrap_or("")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn search<S: MailStore>(
+        &mut self,
+        store: &S,
+        tag: &[u8],
+        uid: bool,
+        ret: Option<&[SearchReturn]>,
+        charset: Option<&[u8]>,
+        criteria: &SearchKey<'_>,
+    ) -> Reply {
+        if let Some(cs) = charset {
+            if !cs.eq_ignore_ascii_case(b"UTF-8") && !cs.eq_ignore_ascii_case(b"US-ASCII") {
+                return Reply::no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.");
+            }
+        }
+        let uses_modseq = criteria.uses_modseq();
+        if uses_modseq {
+            self.enable_condstore();
+        }
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        let all: Vec<usize> = (0..sel.uids.len()).collect();
+        let max_seq = sel.exists();
+        let max_uid = sel.uids.last().copied().unwrap_or(0);
+        let keywords = sel.keywords.clone();
+        let targets = self.targets(store, &all);
+        let needs_body = criteria.needs_body();
+        let mut results = Vec::new();
+        let mut modseqs = Vec::new();
+        for t in &targets {
+            let body = if needs_body {
+                match store.read_body(t.body).await {
+                    Ok(b) => Some(b),
+                    Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+                }
+            } else {
+                None
+            };
+            let recent = !self.enabled.rev2 && self.selected().is_some_and(|s| s.is_recent(t.uid));
+            let ctx = MessageContext {
+                seq: t.idx as u32 + 1,
+                uid: t.uid,
+                flags: t.flags,
+                recent,
+                modseq: t.modseq,
+                size: t.size,
+                internal_date: t.date,
+                max_seq,
+                max_uid,
+                keywords: &keywords,
+                body: body.as_deref(),
+            };
+            if criteria.matches(&ctx, &MimeMatcher) {
+                results.push(if uid { t.uid } else { t.idx as u32 + 1 });
+                modseqs.push(t.modseq);
+            }
+        }
+        if ret.is_some() || self.enabled.rev2 {
+            let opts: &[SearchReturn] = match ret {
+                Some(r) if !r.is_empty() => r,
+                _ => &[SearchReturn::All],
+            };
+            self.output.extend_from_slice(b"* ESEARCH (TAG ");
+            response::string(&mut self.output, tag, false);
+            self.output.push(b')');
+            if uid {
+                self.output.extend_from_slice(b" UID");
+            }
+            for o in opts {
+                match o {
+                    SearchReturn::Min => {
+                        if let Some(m) = results.first() {
+                            self.output
+                                .extend_from_slice(format!(" MIN {m}").as_bytes());
+                        }
+                    }
+                    SearchReturn::Max => {
+                        if let Some(m) = results.last() {
+                            self.output
+                                .extend_from_slice(format!(" MAX {m}").as_bytes());
+                        }
+                    }
+                    SearchReturn::Count => {
+                        self.output
+                            .extend_from_slice(format!(" COUNT {}", results.len()).as_bytes());
+                    }
+                    SearchReturn::All => {
+                        if !results.is_empty() {
+                            self.output.extend_from_slice(b" ALL ");
+                            write_compact(&mut self.output, &results);
+                        }
+                    }
+                }
+            }
+            // The MODSEQ is the highest of the messages reported: all of them for ALL or
+            // COUNT, only the MIN / MAX ones otherwise (RFC 7162 §3.1.5).
+            let whole = opts
+                .iter()
+                .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count));
+            let top_modseq = if whole {
+                modseqs.iter().copied().max()
+            } else {
+                let mut m = None;
+                if opts.contains(&SearchReturn::Min) {
+                    m = modseqs.first().copied();
+                }
+                if opts.contains(&SearchReturn::Max) {
+                    m = m.max(modseqs.last().copied());
+                }
+                m
+            };
+            if let (true, Some(top)) = (uses_modseq && !results.is_empty(), top_modseq) {
+                self.output
+                    .extend_from_slice(format!(" MODSEQ {top}").as_bytes());
+            }
+            self.output.extend_from_slice(b"\r\n");
+        } else {
+            self.output.extend_from_slice(b"* SEARCH");
+            for r in &results {
+                self.output.push(b' ');
+                response::number(&mut self.output, r);
+            }
+            if let (true, Some(top)) = (uses_modseq, modseqs.iter().copied().max()) {
+                self.output
+                    .extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
+            }
+            self.output.extend_from_slice(b"\r\n");
+        }
+        Reply::ok("Search completed.")
+    }
+
+    pub(super) async fn copy_move<S: MailStore>(
+        &mut self,
+        store: &S,
+        uid: bool,
+        set: &SequenceSet<'_>,
+        raw: &[u8],
+        is_move: bool,
+    ) -> Reply {
+        let dest = match self.mailbox_arg(raw) {
+            Ok(n) => n,
+            Err(e) => return Reply::no(format!("[CANNOT] Invalid mailbox name: {e}.")),
+        };
+        let indices = match self.resolve(set, uid) {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        if is_move && sel.read_only {
+            return Reply::no("[READ-ONLY] Mailbox is read-only.");
+        }
+        let name = sel.name.clone();
+        let account = self.account_name_ref().to_string();
+        if store.with_mailbox(&account, &dest, |_| ()).is_none() {
+            return Reply::no("[TRYCREATE] Mailbox doesn't exist.");
+        }
+        let targets = self.targets(store, &indices);
+        let expunged = targets.len() < indices.len();
+        let uids: Vec<u32> = targets.iter().map(|t| t.uid).collect();
+        if uids.is_empty() {
+            return if expunged {
+                Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.")
+            } else {
+                Reply::ok("No messages found.")
+            };
+        }
+        if let Some(limit) = self.config.quota_bytes {
+            if !is_move {
+                let adding: u64 = targets.iter().map(|t| u64::from(t.size)).sum();
+                let used: u64 = store.list_mailboxes(&account).iter().map(|i| i.size).sum();
+                if used.saturating_add(adding) > limit {
+                    return Reply::no("[OVERQUOTA] Quota exceeded.");
+                }
+            }
+        }
+        let result = if is_move {
+            store.move_messages(&account, &name, &dest, &uids).await
+        } else {
+            store.copy(&account, &name, &dest, &uids).await
+        };
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => return store_error(&e, "[TRYCREATE] Mailbox doesn't exist."),
+        };
+        let mut code = String::new();
+        if !r.pairs.is_empty() {
+            let (src, dst): (Vec<u32>, Vec<u32>) = r.pairs.iter().copied().unzip();
+            let (mut s, mut d) = (Vec::new(), Vec::new());
+            write_compact(&mut s, &src);
+            write_compact(&mut d, &dst);
+            code = format!(
+                "[COPYUID {} {} {}] ",
+                r.uidvalidity,
+                String::from_utf8_lossy(&s),
+                String::from_utf8_lossy(&d)
+            );
+        }
+        if is_move {
+            self.untagged(&format!("OK {code}Moved UIDs."));
+            if expunged {
+                return Reply::no(
+                    "[EXPUNGEISSUED] Some of the requested messages no longer exist.",
+                );
+            }
+            Reply::ok("Move completed.")
+        } else if expunged {
+            Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.")
+        } else {
+            Reply::ok(format!("{code}Copy completed."))
+        }
+    }
+
+    /// UIDs with `\Deleted` in the store, limited to `within` if given.
+    fn deleted_uids<S: MailStore>(&self, store: &S, within: Option<&SequenceSet<'_>>) -> Vec<u32> {
+        let Some(sel) = self.selected() else {
+            return Vec::new();
+        };
+        let all: Vec<usize> = (0..sel.uids.len()).collect();
+        let max_uid = sel.uids.last().copied().unwrap_or(0);
+        self.targets(store, &all)
+            .into_iter()
+            .filter(|t| t.flags & flags::DELETED != 0)
+            .filter(|t| within.is_none_or(|s| s.contains(t.uid, max_uid)))
+            .map(|t| t.uid)
+            .collect()
+    }
+
+    pub(super) async fn expunge<S: MailStore>(
+        &mut self,
+        store: &S,
+        within: Option<&SequenceSet<'_>>,
+    ) -> Reply {
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        if sel.read_only {
+            return Reply::no("[READ-ONLY] Mailbox is read-only.");
+        }
+        let name = sel.name.clone();
+        let account = self.account_name_ref().to_string();
+        let uids = self.deleted_uids(store, within);
+        let mut highest = self.selected().map(|s| s.highest_modseq).unwrap_or(0);
+        if !uids.is_empty() {
+            match store.expunge(&account, &name, &uids).await {
+                Ok(h) => highest = h,
+                Err(e) => return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist."),
+            }
+        }
+        if self.enabled.condstore {
+            Reply::ok(format!("[HIGHESTMODSEQ {highest}] Expunge completed."))
+        } else {
+            Reply::ok("Expunge completed.")
+        }
+    }
+
+    pub(super) async fn close<S: MailStore>(&mut self, store: &S) -> Reply {
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        if !sel.read_only {
+            let name = sel.name.clone();
+            let account = self.account_name_ref().to_string();
+            let uids = self.deleted_uids(store, None);
+            if !uids.is_empty() {
+                if let Err(e) = store.expunge(&account, &name, &uids).await {
+                    self.state = State::Authenticated;
+                    return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.");
+                }
+            }
+        }
+        self.state = State::Authenticated;
+        Reply::ok("Close completed.")
+    }
+}
