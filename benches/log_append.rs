@@ -3,7 +3,8 @@
 //!
 //! Runs in a temp dir under the target directory (the work disk, not tmpfs). Criterion
 //! reports throughput; a fixed-count pass afterwards prints appends/s, MB/s, commit batch
-//! size and latency percentiles, and the ratio to the raw bound.
+//! size and latency percentiles, and the ratio to the raw bound, for every preallocation
+//! mode. `cargo bench --bench log_append -- summary_only` skips criterion and runs only that.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -175,7 +176,11 @@ fn summary(ex: &LocalExecutor) {
         pct(&mut raw_lat, 0.5),
         pct(&mut raw_lat, 0.99)
     );
-    for prealloc in [Preallocate::ZeroFill, Preallocate::Fallocate, Preallocate::None] {
+    for prealloc in [
+        Preallocate::ZeroFill,
+        Preallocate::Fallocate,
+        Preallocate::None,
+    ] {
         for size in SIZES {
             for writers in WRITERS {
                 let total: u64 = match (size, writers) {

@@ -227,7 +227,7 @@ async fn scan(
     let mut off = from;
     let (bad_at, reason) = loop {
         if off >= size {
-            return Ok(off.min(size).max(from));
+            return Ok(off);
         }
         let rel = (off - buf_at) as usize;
         match check_frame(&buf[rel.min(buf.len())..], size - off) {

@@ -1179,3 +1179,23 @@ fn zero_filled_segments_are_prepared_ahead_and_used() {
         assert_eq!(len, 64 * 1024);
     });
 }
+
+#[test]
+fn reading_a_body_not_yet_written_waits_for_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let shard = Shard::open(&data, 0, opts()).await.unwrap();
+        let rcpts = vec!["x@far".to_string()];
+        let body = parts("queued body");
+        let mut fut = Box::pin(shard.queue_add("me@here", &rcpts, &body));
+        assert!(futures_lite::future::poll_once(&mut fut).await.is_none());
+        let pending = shard.queue_pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            shard.read_body(pending[0].body).await.unwrap(),
+            "queued body".as_bytes()
+        );
+        assert_eq!(fut.await.unwrap(), pending[0].id);
+    });
+}
