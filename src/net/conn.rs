@@ -185,7 +185,7 @@ impl Conn {
             }
         }
         let mut b = [0u8; 1];
-        self.stream.peek(&mut b).await.map(|_| ())
+        self.stream.peek(&mut b).await.map(|_| ()).map_err(io::Error::from)
     }
 
     /// Writes all of `data` (encrypted when TLS is active).

@@ -10,6 +10,7 @@ import time
 from rp import HOST, port, tls_context, check, message
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "full"
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
 
 # --- STARTTLS port: LOGINDISABLED before TLS.
 m = imaplib.IMAP4(HOST, port("imap"), timeout=30)
@@ -17,6 +18,7 @@ caps = m.capabilities
 check("STARTTLS" in caps and "LOGINDISABLED" in caps and "AUTH=PLAIN" not in caps,
       f"143 before TLS: STARTTLS, LOGINDISABLED, no AUTH=PLAIN ({caps})")
 typ, data = m._simple_command("LOGIN", "alice@example.org", "alice-pw")
+check(typ == "NO", f"LOGIN refused before TLS ({typ} {data})")
 m.starttls(ssl_context=tls_context())
 caps = m.capabilities
 check("LOGINDISABLED" not in caps and "AUTH=PLAIN" in caps, f"after STARTTLS: LOGIN allowed ({caps})")
@@ -61,6 +63,7 @@ for n in names:
     check(typ == "OK", f"STATUS {n}")
 typ, data = m._simple_command("SELECT", "INBOX", "(CONDSTORE)")
 check(typ == "OK", "SELECT INBOX (CONDSTORE)")
+m.state = "SELECTED"
 check(m.untagged_responses.get("EXISTS", [b"0"])[-1] == b"2", "INBOX has 2 messages")
 typ, data = m.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)])")
 check(typ == "OK" and len([d for d in data if isinstance(d, tuple)]) == 2, "UID FETCH 1:* headers")
