@@ -66,7 +66,10 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
             tracing::error!("no shard for this session");
             break;
         };
-        let store = ShardStore { shard: &shard, recent: &recent };
+        let store = ShardStore {
+            shard: &shard,
+            recent: &recent,
+        };
         match session.step(&store).await {
             Step::NeedInput => {
                 if flush(&mut conn, &mut session).await.is_err() {
@@ -106,13 +109,16 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                             break;
                         }
                         let Ok(parts) = conn.into_parts() else { return };
-                        exec.hand_off(&a, Box::new(ImapHandoff { parts, session })).await;
+                        exec.hand_off(&a, Box::new(ImapHandoff { parts, session }))
+                            .await;
                         return; // the owner runs the connection from here on
                     }
                 }
             }
             Step::Action(Action::Idle) => {
-                if flush(&mut conn, &mut session).await.is_err() || !idle(&mut conn, &mut session, &store, &mut chunk).await {
+                if flush(&mut conn, &mut session).await.is_err()
+                    || !idle(&mut conn, &mut session, &store, &mut chunk).await
+                {
                     break;
                 }
                 started = Instant::now();
@@ -126,9 +132,16 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
 
 /// Waits in IDLE until the client sends something (read and fed to the session) or the
 /// mailbox changes (untagged updates written). Returns false when the connection is gone.
-async fn idle(conn: &mut Conn, session: &mut Session, store: &ShardStore<'_>, chunk: &mut [u8]) -> bool {
+async fn idle(
+    conn: &mut Conn,
+    session: &mut Session,
+    store: &ShardStore<'_>,
+    chunk: &mut [u8],
+) -> bool {
     loop {
-        let watch = session.idle_watch().map(|(a, m, v)| (a.to_string(), m.to_string(), v));
+        let watch = session
+            .idle_watch()
+            .map(|(a, m, v)| (a.to_string(), m.to_string(), v));
         let input_ready = match watch {
             None => true, // nothing to watch: just wait for DONE like any input
             Some((account, mailbox, seen)) => {

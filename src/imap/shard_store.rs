@@ -4,8 +4,8 @@
 //! in-memory store); this adapter only converts between the two.
 
 use super::store::{
-    AppendResult, CopyResult, FlagOp, FlagUpdate, MailStore, MailboxInfo, MailboxView, MessageView, SpecialUse,
-    StoreError, StoreOutcome,
+    AppendResult, CopyResult, FlagOp, FlagUpdate, MailStore, MailboxInfo, MailboxView, MessageView,
+    SpecialUse, StoreError, StoreOutcome,
 };
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -106,7 +106,11 @@ impl MailStore for ShardStore<'_> {
     type Index = MailboxIndex;
 
     async fn ensure_account(&self, account: &str) -> Result<(), StoreError> {
-        self.shard.ensure_account(account).await.map(|_| ()).map_err(err)
+        self.shard
+            .ensure_account(account)
+            .await
+            .map(|_| ())
+            .map_err(err)
     }
 
     fn list_mailboxes(&self, account: &str) -> Vec<MailboxInfo> {
@@ -131,7 +135,12 @@ impl MailStore for ShardStore<'_> {
         self.shard.subscriptions(account)
     }
 
-    fn with_mailbox<R>(&self, account: &str, mailbox: &str, f: impl FnOnce(&MailboxIndex) -> R) -> Option<R> {
+    fn with_mailbox<R>(
+        &self,
+        account: &str,
+        mailbox: &str,
+        f: impl FnOnce(&MailboxIndex) -> R,
+    ) -> Option<R> {
         self.shard.with_mailbox(account, mailbox, f)
     }
 
@@ -163,11 +172,22 @@ impl MailStore for ShardStore<'_> {
     }
 
     async fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError> {
-        self.shard.rename_mailbox(account, from, to).await.map_err(err)
+        self.shard
+            .rename_mailbox(account, from, to)
+            .await
+            .map_err(err)
     }
 
-    async fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<(), StoreError> {
-        self.shard.set_subscribed(account, name, subscribed).await.map_err(err)
+    async fn set_subscribed(
+        &self,
+        account: &str,
+        name: &str,
+        subscribed: bool,
+    ) -> Result<(), StoreError> {
+        self.shard
+            .set_subscribed(account, name, subscribed)
+            .await
+            .map_err(err)
     }
 
     async fn store_flags(
@@ -196,14 +216,33 @@ impl MailStore for ShardStore<'_> {
     }
 
     async fn expunge(&self, account: &str, mailbox: &str, uids: &[u32]) -> Result<u64, StoreError> {
-        self.shard.expunge(account, mailbox, uids).await.map_err(err)
+        self.shard
+            .expunge(account, mailbox, uids)
+            .await
+            .map_err(err)
     }
 
-    async fn copy(&self, account: &str, from: &str, to: &str, uids: &[u32]) -> Result<CopyResult, StoreError> {
-        self.shard.copy(account, from, to, uids).await.map(copy_result).map_err(err)
+    async fn copy(
+        &self,
+        account: &str,
+        from: &str,
+        to: &str,
+        uids: &[u32],
+    ) -> Result<CopyResult, StoreError> {
+        self.shard
+            .copy(account, from, to, uids)
+            .await
+            .map(copy_result)
+            .map_err(err)
     }
 
-    async fn move_messages(&self, account: &str, from: &str, to: &str, uids: &[u32]) -> Result<CopyResult, StoreError> {
+    async fn move_messages(
+        &self,
+        account: &str,
+        from: &str,
+        to: &str,
+        uids: &[u32],
+    ) -> Result<CopyResult, StoreError> {
         self.shard
             .move_messages(account, from, to, uids)
             .await
@@ -220,7 +259,9 @@ impl MailStore for ShardStore<'_> {
     }
 
     async fn mailbox_changed(&self, account: &str, mailbox: &str, seen_version: u64) {
-        self.shard.mailbox_changed(account, mailbox, seen_version).await
+        self.shard
+            .mailbox_changed(account, mailbox, seen_version)
+            .await
     }
 
     fn first_recent_uid(&self, account: &str, mailbox: &str, claim: bool) -> u32 {

@@ -179,24 +179,46 @@ impl Conn {
         }
         if let Some(tls) = self.tls.as_mut() {
             // Decrypted bytes already inside rustls never show up on the socket again.
-            let buffered = tls.process_new_packets().map(|s| s.plaintext_bytes_to_read() > 0);
+            let buffered = tls
+                .process_new_packets()
+                .map(|s| s.plaintext_bytes_to_read() > 0);
             if buffered.unwrap_or(true) {
                 return Ok(());
             }
         }
         let mut b = [0u8; 1];
-        self.stream.peek(&mut b).await.map(|_| ()).map_err(io::Error::from)
+        self.stream
+            .peek(&mut b)
+            .await
+            .map(|_| ())
+            .map_err(io::Error::from)
     }
 
     /// Writes all of `data` (encrypted when TLS is active).
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match self.tls.as_mut() {
-            None => self.stream.write_all(data).await,
-            Some(tls) => {
-                tls.writer().write_all(data)?;
-                self.flush_tls().await
+        if self.tls.is_none() {
+            return self.stream.write_all(data).await;
+        }
+        self.write_tls(data).await
+    }
+
+    /// Encrypts and sends `data` in pieces: rustls buffers only so much plaintext at a time.
+    async fn write_tls(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let Some(tls) = self.tls.as_mut() else {
+                return Err(io::Error::other("TLS not active"));
+            };
+            let n = tls.writer().write(data)?;
+            data = &data[n..];
+            self.flush_tls().await?;
+            if n == 0 && self.tls.as_ref().is_some_and(|t| t.wants_write()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "TLS send buffer stuck",
+                ));
             }
         }
+        Ok(())
     }
 
     /// Writes several buffers as one (one TLS flush / one syscall when possible).
@@ -217,11 +239,11 @@ impl Conn {
                     Ok(())
                 }
             }
-            Some(tls) => {
+            Some(_) => {
                 for p in parts {
-                    tls.writer().write_all(p)?;
+                    self.write_tls(p).await?;
                 }
-                self.flush_tls().await
+                Ok(())
             }
         }
     }

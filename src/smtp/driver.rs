@@ -2,7 +2,9 @@
 //! (TLS handshake, password check, durable delivery) and writes its replies.
 
 use super::envelope::{Envelope, QueueIdGenerator};
-use super::session::{Action, DeliveryError, Directory, ListenerKind, Resolution, Session, SessionConfig};
+use super::session::{
+    Action, DeliveryError, Directory, ListenerKind, Resolution, Session, SessionConfig,
+};
 use crate::accounts::{self, AccountDb};
 use crate::config::{Config, Listener};
 use crate::metrics::{self, Counter, Metric, RejectReason};
@@ -37,7 +39,8 @@ fn session_config(exec: &Exec, kind: Listener) -> Arc<SessionConfig> {
                     _ => ListenerKind::Mx,
                 };
                 let l = &exec.shared.cfg.limits;
-                let mut cfg = SessionConfig::new(exec.shared.cfg.server.hostname.clone(), role, ids);
+                let mut cfg =
+                    SessionConfig::new(exec.shared.cfg.server.hostname.clone(), role, ids);
                 cfg.max_message_size = usize::try_from(l.max_message_size).unwrap_or(usize::MAX);
                 cfg.max_recipients = l.max_recipients;
                 cfg.max_line_length = l.max_line_length;
@@ -81,7 +84,10 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
     let mut started = Instant::now();
     loop {
         let db = exec.accounts();
-        let dir = Dir { db: &db, cfg: &exec.shared.cfg };
+        let dir = Dir {
+            db: &db,
+            cfg: &exec.shared.cfg,
+        };
         let p = session.feed(&inbuf, &dir);
         inbuf.drain(..p.consumed);
         for k in p.completed {
@@ -147,22 +153,36 @@ async fn flush(conn: &mut Conn, session: &mut Session) -> std::io::Result<()> {
 /// Stores a message for its local recipients and queues it for its remote ones; Ok only when
 /// everything is durable.
 async fn deliver(exec: &Rc<Exec>, env: &Envelope) -> Result<(), DeliveryError> {
-    let mut accounts: Vec<String> = env.rcpts_local.iter().flat_map(|r| r.accounts.iter().cloned()).collect();
+    let mut accounts: Vec<String> = env
+        .rcpts_local
+        .iter()
+        .flat_map(|r| r.accounts.iter().cloned())
+        .collect();
     accounts.sort();
     accounts.dedup();
     if !accounts.is_empty() {
-        if let Err(e) = crate::delivery::deliver(exec, env.prefix.clone(), env.body.clone(), &accounts).await {
+        if let Err(e) =
+            crate::delivery::deliver(exec, env.prefix.clone(), env.body.clone(), &accounts).await
+        {
             tracing::error!(queue_id = %env.queue_id, error = %e, "local delivery failed");
             return Err(DeliveryError::Temporary);
         }
     }
     if !env.rcpts_remote.is_empty() {
-        if let Err(e) = crate::outbound::enqueue(exec, &env.from, &env.rcpts_remote, env.relay_prefix(), env.body.clone()).await {
+        if let Err(e) = crate::outbound::enqueue(
+            exec,
+            &env.from,
+            &env.rcpts_remote,
+            env.relay_prefix(),
+            env.body.clone(),
+        )
+        .await
+        {
             tracing::error!(queue_id = %env.queue_id, error = %e, "queueing for relay failed");
             return Err(DeliveryError::Temporary);
         }
     }
-    tracing::info!(queue_id = %env.queue_id, from = %env.from, local = accounts.len(), remote = env.rcpts_remote.len(), size = env.message_len(), "accepted");
+    tracing::debug!(queue_id = %env.queue_id, from = %env.from, local = accounts.len(), remote = env.rcpts_remote.len(), size = env.message_len(), "accepted");
     Ok(())
 }
 
@@ -196,6 +216,9 @@ mod tests {
         let p = s.feed(&buf, &NoUsers);
         assert_eq!(p.consumed, buf.len());
         let out = String::from_utf8_lossy(s.output()).to_string();
-        assert!(out.starts_with("500 5.5.2") && out.contains("\r\n250 2.0.0"), "{out}");
+        assert!(
+            out.starts_with("500 5.5.2") && out.contains("\r\n250 2.0.0"),
+            "{out}"
+        );
     }
 }

@@ -27,7 +27,7 @@ m.logout()
 
 if mode == "restart-check":
     m = imaplib.IMAP4_SSL(HOST, port("imaps"), ssl_context=tls_context(), timeout=30)
-    m.login("alice@example.org", "alice-pw")
+    m.login("carol@example.org", "carol-pw")
     typ, data = m.select("Archive")
     check(typ == "OK" and int(data[0]) == 1, f"Archive survived restart with 1 message ({data})")
     typ, data = m.uid("FETCH", "1:*", "(FLAGS)")

@@ -274,7 +274,11 @@ fn input_memory_is_returned_after_a_big_append() {
     let st = store();
     let mut s = login(&st);
     let body = "x".repeat(3 << 20);
-    let out = run(&mut s, &st, &format!("a APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len()));
+    let out = run(
+        &mut s,
+        &st,
+        &format!("a APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len()),
+    );
     assert!(out.starts_with("a OK [APPENDUID"), "{out}");
     assert!(s.input.capacity() <= SHRINK_ABOVE, "{}", s.input.capacity());
 }
