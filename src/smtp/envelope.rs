@@ -56,7 +56,8 @@ impl Envelope {
     /// The trace prefix for relaying: only the `Received:` field, since a relay must not add
     /// `Return-Path:` (RFC 5321 §4.4). Shares memory with `prefix`.
     pub fn relay_prefix(&self) -> Bytes {
-        self.prefix.slice(self.return_path_len.min(self.prefix.len())..)
+        self.prefix
+            .slice(self.return_path_len.min(self.prefix.len())..)
     }
 
     /// Stored size of the message: prefix plus body.
@@ -66,7 +67,10 @@ impl Envelope {
 
     /// Every recipient address, local first.
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        self.rcpts_local.iter().map(|r| r.address.as_str()).chain(self.rcpts_remote.iter().map(String::as_str))
+        self.rcpts_local
+            .iter()
+            .map(|r| r.address.as_str())
+            .chain(self.rcpts_remote.iter().map(String::as_str))
     }
 }
 
@@ -82,7 +86,9 @@ pub struct QueueIdGenerator {
 impl QueueIdGenerator {
     /// A generator seeded with this executor's id, using the current time as run marker.
     pub fn new(seed: u16) -> Self {
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         Self::with_start(micros, seed)
     }
 
@@ -153,7 +159,11 @@ pub fn trace_prefix(t: &Trace<'_>) -> (Bytes, usize) {
     push_helo(&mut s, t.helo);
     s.push_str(" (");
     push_ip_literal(&mut s, t.peer_ip);
-    let _ = write!(s, ")\r\n\tby {} with {} id {}", t.hostname, t.protocol, t.queue_id);
+    let _ = write!(
+        s,
+        ")\r\n\tby {} with {} id {}",
+        t.hostname, t.protocol, t.queue_id
+    );
     if let Some(r) = t.for_rcpt {
         let _ = write!(s, "\r\n\tfor <{r}>");
     }
@@ -250,10 +260,16 @@ mod tests {
         let (p, rp) = trace_prefix(&t);
         let s = std::str::from_utf8(&p).unwrap();
         assert_eq!(&s[..rp], "Return-Path: <>\r\n");
-        assert!(s.contains("from evil???X-Injected:?1?? ([IPv6:2001:db8::1])"), "{s}");
+        assert!(
+            s.contains("from evil???X-Injected:?1?? ([IPv6:2001:db8::1])"),
+            "{s}"
+        );
         assert!(!s.contains("for <"));
         let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
-        let (p, _) = trace_prefix(&Trace { peer_ip: mapped, ..t });
+        let (p, _) = trace_prefix(&Trace {
+            peer_ip: mapped,
+            ..t
+        });
         assert!(std::str::from_utf8(&p).unwrap().contains("([10.0.0.1])"));
     }
 }

@@ -34,9 +34,12 @@ use memchr::memchr;
 
 use super::address::{routing_hazard, LocalPart, ReversePath};
 use super::data::{DataError, DataLimits, DataReader, DataStatus, Framing};
-use super::envelope::{trace_prefix, with_protocol, Envelope, LocalRecipient, QueueIdGenerator, Trace};
+use super::envelope::{
+    trace_prefix, with_protocol, Envelope, LocalRecipient, QueueIdGenerator, Trace,
+};
 use super::parser::{
-    self, BodyType, Command, CommandError, CommandKind, Line, MailParams, Parsed, RcptParams, SASL_LINE_LIMIT,
+    self, BodyType, Command, CommandError, CommandKind, Line, MailParams, Parsed, RcptParams,
+    SASL_LINE_LIMIT,
 };
 use super::reply::{write_multiline, write_reply, EnhancedStatus};
 
@@ -78,7 +81,11 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// A configuration with the defaults above and TLS available.
-    pub fn new(hostname: impl Into<String>, listener: ListenerKind, queue_ids: Arc<QueueIdGenerator>) -> Self {
+    pub fn new(
+        hostname: impl Into<String>,
+        listener: ListenerKind,
+        queue_ids: Arc<QueueIdGenerator>,
+    ) -> Self {
         Self {
             hostname: hostname.into(),
             listener,
@@ -154,7 +161,9 @@ impl fmt::Debug for Action {
         match self {
             Action::StartTls => f.write_str("StartTls"),
             // Never print the password.
-            Action::Authenticate { mechanism, user, .. } => f
+            Action::Authenticate {
+                mechanism, user, ..
+            } => f
                 .debug_struct("Authenticate")
                 .field("mechanism", mechanism)
                 .field("user", user)
@@ -209,7 +218,8 @@ impl Transaction {
     }
 
     fn has_rcpt(&self, addr: &str) -> bool {
-        self.rcpts_local.iter().any(|r| r.address == addr) || self.rcpts_remote.iter().any(|r| r == addr)
+        self.rcpts_local.iter().any(|r| r.address == addr)
+            || self.rcpts_remote.iter().any(|r| r == addr)
     }
 }
 
@@ -349,7 +359,11 @@ impl Session {
             Mode::Data(r) => r.buffered(),
             _ => 0,
         };
-        data + self.tx.as_ref().and_then(|t| t.bdat.as_ref()).map_or(0, DataReader::buffered)
+        data + self
+            .tx
+            .as_ref()
+            .and_then(|t| t.bdat.as_ref())
+            .map_or(0, DataReader::buffered)
     }
 
     /// Processes buffered input. See the module documentation for the driver loop.
@@ -359,11 +373,15 @@ impl Session {
         while action.is_none() && !self.closing && self.pending.is_none() {
             let rest = &input[pos..];
             match &mut self.mode {
-                Mode::Chunk { remaining, reject, .. } => {
+                Mode::Chunk {
+                    remaining, reject, ..
+                } => {
                     if *remaining > 0 && rest.is_empty() {
                         break;
                     }
-                    let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(rest.len());
+                    let n = usize::try_from(*remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len());
                     if reject.is_none() {
                         if let Some(reader) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
                             reader.feed(&rest[..n]);
@@ -398,31 +416,28 @@ impl Session {
                         pos += len;
                         self.line_too_long(false);
                     }
-                    Parsed::TooLong(None) => {
-                        pos = input.len();
-                        self.mode = Mode::SkipLine { sasl: false };
-                    }
+                    // The skipping mode finds the line end, in this input or a later one.
+                    Parsed::TooLong(None) => self.mode = Mode::SkipLine { sasl: false },
                     Parsed::Complete { command, len } => {
                         pos += len;
                         action = self.command(command, dir);
                     }
                 },
-                Mode::Sasl(_) => match parser::next_line(rest, self.cfg.max_line_length.max(SASL_LINE_LIMIT)) {
-                    Line::Incomplete => break,
-                    Line::TooLong(Some(len)) => {
-                        pos += len;
-                        self.mode = Mode::Command;
-                        self.line_too_long(true);
+                Mode::Sasl(_) => {
+                    match parser::next_line(rest, self.cfg.max_line_length.max(SASL_LINE_LIMIT)) {
+                        Line::Incomplete => break,
+                        Line::TooLong(Some(len)) => {
+                            pos += len;
+                            self.mode = Mode::Command;
+                            self.line_too_long(true);
+                        }
+                        Line::TooLong(None) => self.mode = Mode::SkipLine { sasl: true },
+                        Line::Complete { line, len } => {
+                            pos += len;
+                            action = self.sasl_line(line);
+                        }
                     }
-                    Line::TooLong(None) => {
-                        pos = input.len();
-                        self.mode = Mode::SkipLine { sasl: true };
-                    }
-                    Line::Complete { line, len } => {
-                        pos += len;
-                        action = self.sasl_line(line);
-                    }
-                },
+                }
             }
             self.check_error_limit();
         }
@@ -436,7 +451,11 @@ impl Session {
     /// The TLS handshake after [`Action::StartTls`] succeeded: everything is reset to the
     /// state before EHLO (RFC 3207 §4.2) and TLS is marked active.
     pub fn tls_established(&mut self) {
-        debug_assert_eq!(self.pending, Some(Pending::StartTls), "tls_established without STARTTLS");
+        debug_assert_eq!(
+            self.pending,
+            Some(Pending::StartTls),
+            "tls_established without STARTTLS"
+        );
         self.pending = None;
         self.tls = true;
         self.helo = None;
@@ -485,13 +504,17 @@ impl Session {
                 let text = format!("Ok: queued as {queue_id}");
                 self.reply(250, st(2, 0, 0), &text);
             }
-            Err(DeliveryError::Temporary) => {
-                self.reply(451, st(4, 3, 0), "Error: temporary failure, try again later")
-            }
+            Err(DeliveryError::Temporary) => self.reply(
+                451,
+                st(4, 3, 0),
+                "Error: temporary failure, try again later",
+            ),
             Err(DeliveryError::InsufficientStorage) => {
                 self.reply(452, st(4, 3, 1), "Error: insufficient system storage")
             }
-            Err(DeliveryError::Permanent) => self.reply(554, st(5, 3, 0), "Error: message could not be delivered"),
+            Err(DeliveryError::Permanent) => {
+                self.reply(554, st(5, 3, 0), "Error: message could not be delivered")
+            }
         }
         kind
     }
@@ -511,7 +534,10 @@ impl Session {
 
     fn check_error_limit(&mut self) {
         if !self.closing && self.errors >= self.cfg.max_errors {
-            let text = format!("{} Error: too many errors, closing connection", self.cfg.hostname);
+            let text = format!(
+                "{} Error: too many errors, closing connection",
+                self.cfg.hostname
+            );
             write_reply(&mut self.out, 421, Some(st(4, 7, 0)), &text);
             self.closing = true;
         }
@@ -537,7 +563,11 @@ impl Session {
                 self.reply(501, st(5, 5, 4), &text);
             }
             CommandError::Address { kind, source } => {
-                let (detail, what) = if kind == CommandKind::Mail { (7, "sender") } else { (3, "recipient") };
+                let (detail, what) = if kind == CommandKind::Mail {
+                    (7, "sender")
+                } else {
+                    (3, "recipient")
+                };
                 let text = format!("Bad {what} address syntax: {source}");
                 self.reply(501, st(5, 1, detail), &text);
             }
@@ -558,7 +588,11 @@ impl Session {
             CommandError::Bdat { size: None } => {
                 // Without a size the chunk cannot be skipped; its bytes must never be read
                 // as commands.
-                self.reply(501, st(5, 5, 4), "Syntax: BDAT <size> [LAST]; closing connection");
+                self.reply(
+                    501,
+                    st(5, 5, 4),
+                    "Syntax: BDAT <size> [LAST]; closing connection",
+                );
                 self.closing = true;
             }
         }
@@ -567,7 +601,11 @@ impl Session {
 
     // ---- commands ----
 
-    fn command(&mut self, parsed: Result<Command<'_>, CommandError>, dir: &dyn Directory) -> Option<Action> {
+    fn command(
+        &mut self,
+        parsed: Result<Command<'_>, CommandError>,
+        dir: &dyn Directory,
+    ) -> Option<Action> {
         let cmd = match parsed {
             Ok(c) => c,
             Err(e) => {
@@ -618,7 +656,11 @@ impl Session {
             }
             Command::Vrfy(_) => {
                 // Never enumerate accounts (RFC 5321 §3.5.3, §7.3).
-                self.reply(252, st(2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery");
+                self.reply(
+                    252,
+                    st(2, 5, 0),
+                    "Cannot VRFY user, but will accept message and attempt delivery",
+                );
                 None
             }
             Command::Expn(_) => {
@@ -661,7 +703,15 @@ impl Session {
         }
         let size = format!("SIZE {}", self.cfg.max_message_size);
         let mut lines: Vec<&str> = Vec::with_capacity(10);
-        lines.extend([host, "PIPELINING", &size, "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"]);
+        lines.extend([
+            host,
+            "PIPELINING",
+            &size,
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "CHUNKING",
+        ]);
         if !self.tls && self.cfg.tls_available {
             lines.push("STARTTLS");
         }
@@ -686,8 +736,15 @@ impl Session {
         if submission && self.auth.is_none() {
             return self.reply(530, st(5, 7, 0), "Authentication required");
         }
-        if params.size.is_some_and(|s| s > self.cfg.max_message_size as u64) {
-            return self.reply(552, st(5, 3, 4), "Message size exceeds fixed maximum message size");
+        if params
+            .size
+            .is_some_and(|s| s > self.cfg.max_message_size as u64)
+        {
+            return self.reply(
+                552,
+                st(5, 3, 4),
+                "Message size exceeds fixed maximum message size",
+            );
         }
         if params.body == Some(BodyType::BinaryMime) {
             // Not advertised: binary bodies could not be relayed or served to IMAP clients.
@@ -701,17 +758,29 @@ impl Session {
             // A source route in the reverse-path is ignored (RFC 5321 Appendix C).
             ReversePath::Path(p) => {
                 if p.mailbox.domain.is_none() {
-                    return self.reply(553, st(5, 1, 7), "Error: sender address must contain a domain");
+                    return self.reply(
+                        553,
+                        st(5, 1, 7),
+                        "Error: sender address must contain a domain",
+                    );
                 }
                 if !p.mailbox.is_ascii() && !params.smtputf8 {
-                    return self.reply(553, st(5, 6, 7), "Error: non-ASCII address requires SMTPUTF8");
+                    return self.reply(
+                        553,
+                        st(5, 6, 7),
+                        "Error: non-ASCII address requires SMTPUTF8",
+                    );
                 }
                 p.mailbox.canonical()
             }
         };
         if let (true, Some(account)) = (submission, self.auth.as_deref()) {
             if !dir.may_send_as(account, &from) {
-                return self.reply(550, st(5, 7, 1), "Error: sender address not owned by authenticated user");
+                return self.reply(
+                    550,
+                    st(5, 7, 1),
+                    "Error: sender address not owned by authenticated user",
+                );
             }
         }
         self.tx = Some(Transaction {
@@ -735,7 +804,12 @@ impl Session {
         }
         if tx.rcpt_count() >= self.cfg.max_recipients {
             // 452 is not a client error: do not count it towards the limit.
-            write_reply(&mut self.out, 452, Some(st(4, 5, 3)), "Error: too many recipients");
+            write_reply(
+                &mut self.out,
+                452,
+                Some(st(4, 5, 3)),
+                "Error: too many recipients",
+            );
             return;
         }
         let is_postmaster = to.route.is_none()
@@ -750,7 +824,11 @@ impl Session {
                 return self.reply(550, st(5, 7, 1), &text);
             }
             if !to.mailbox.is_ascii() && !tx.smtputf8 {
-                return self.reply(553, st(5, 6, 7), "Error: non-ASCII address requires SMTPUTF8");
+                return self.reply(
+                    553,
+                    st(5, 6, 7),
+                    "Error: non-ASCII address requires SMTPUTF8",
+                );
             }
             to.mailbox.canonical()
         };
@@ -762,13 +840,18 @@ impl Session {
         match resolution {
             Resolution::Local(accounts) if !accounts.is_empty() => {
                 if !tx.has_rcpt(&addr) {
-                    tx.rcpts_local.push(LocalRecipient { address: addr, accounts });
+                    tx.rcpts_local.push(LocalRecipient {
+                        address: addr,
+                        accounts,
+                    });
                 }
                 self.reply(250, st(2, 1, 5), "Ok");
             }
-            Resolution::Local(_) | Resolution::UnknownLocal => {
-                self.reply(550, st(5, 1, 1), "Error: recipient address rejected: user unknown")
-            }
+            Resolution::Local(_) | Resolution::UnknownLocal => self.reply(
+                550,
+                st(5, 1, 1),
+                "Error: recipient address rejected: user unknown",
+            ),
             Resolution::NonLocal if authenticated => {
                 if !tx.has_rcpt(&addr) {
                     tx.rcpts_remote.push(addr);
@@ -802,7 +885,11 @@ impl Session {
             Some(tx) => {
                 if tx.bdat.is_none() {
                     let check_lines = tx.body_type != BodyType::BinaryMime;
-                    tx.bdat = Some(DataReader::new(Framing::Chunked { check_lines }, limits, tx.size_hint));
+                    tx.bdat = Some(DataReader::new(
+                        Framing::Chunked { check_lines },
+                        limits,
+                        tx.size_hint,
+                    ));
                 }
                 None
             }
@@ -835,7 +922,11 @@ impl Session {
 
     fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Option<Action> {
         if self.cfg.listener == ListenerKind::Mx {
-            self.reply(502, st(5, 5, 1), "Error: authentication not available on this port");
+            self.reply(
+                502,
+                st(5, 5, 1),
+                "Error: authentication not available on this port",
+            );
             return None;
         }
         if self.helo.is_none() || !self.esmtp {
@@ -847,7 +938,11 @@ impl Session {
             return None;
         }
         if self.tx.is_some() {
-            self.reply(503, st(5, 5, 1), "Error: AUTH not allowed during a mail transaction");
+            self.reply(
+                503,
+                st(5, 5, 1),
+                "Error: AUTH not allowed during a mail transaction",
+            );
             return None;
         }
         let mech = if mechanism.eq_ignore_ascii_case("PLAIN") {
@@ -859,7 +954,11 @@ impl Session {
             return None;
         };
         if !self.tls {
-            self.reply(538, st(5, 7, 11), "Encryption required for requested authentication mechanism");
+            self.reply(
+                538,
+                st(5, 7, 11),
+                "Encryption required for requested authentication mechanism",
+            );
             return None;
         }
         match (mech, initial) {
@@ -874,7 +973,11 @@ impl Session {
                 None
             }
             (_, Some(ir)) => {
-                let step = if mech == AuthMechanism::Plain { SaslStep::PlainResponse } else { SaslStep::LoginUser };
+                let step = if mech == AuthMechanism::Plain {
+                    SaslStep::PlainResponse
+                } else {
+                    SaslStep::LoginUser
+                };
                 self.sasl_response(ir.as_bytes(), step)
             }
         }
@@ -884,21 +987,29 @@ impl Session {
         let Mode::Sasl(step) = std::mem::replace(&mut self.mode, Mode::Command) else {
             return None;
         };
-        if line == b"*" {
+        let action = if line == b"*" {
             self.reply(501, st(5, 0, 0), "Authentication cancelled");
+            None
+        } else {
+            self.sasl_response(line, step)
+        };
+        // The exchange ended here unless it asked for more or went to the driver.
+        if matches!(self.mode, Mode::Command) && self.pending.is_none() {
             self.completed.push(CommandKind::Auth);
-            return None;
         }
-        self.sasl_response(line, step)
+        action
     }
 
     /// One decoded client response of the SASL exchange (initial or on its own line).
     fn sasl_response(&mut self, b64: &[u8], step: SaslStep) -> Option<Action> {
         // "=" is an empty initial response (RFC 4954 §4).
-        let decoded = if b64 == b"=" { Ok(Vec::new()) } else { B64.decode(b64.trim_ascii()) };
+        let decoded = if b64 == b"=" {
+            Ok(Vec::new())
+        } else {
+            B64.decode(b64.trim_ascii())
+        };
         let Ok(data) = decoded else {
             self.reply(501, st(5, 5, 2), "Error: cannot decode response");
-            self.completed.push(CommandKind::Auth);
             return None;
         };
         match step {
@@ -915,13 +1026,20 @@ impl Session {
                 _ => self.auth_failed(),
             },
             SaslStep::LoginPassword { user } => match String::from_utf8(data) {
-                Ok(password) if !password.contains('\0') => self.authenticate(AuthMechanism::Login, user, password),
+                Ok(password) if !password.contains('\0') => {
+                    self.authenticate(AuthMechanism::Login, user, password)
+                }
                 _ => self.auth_failed(),
             },
         }
     }
 
-    fn authenticate(&mut self, mechanism: AuthMechanism, user: String, password: String) -> Option<Action> {
+    fn authenticate(
+        &mut self,
+        mechanism: AuthMechanism,
+        user: String,
+        password: String,
+    ) -> Option<Action> {
         self.pending = Some(Pending::Auth);
         Some(Action::Authenticate {
             mechanism,
@@ -932,7 +1050,6 @@ impl Session {
 
     fn auth_failed(&mut self) -> Option<Action> {
         self.reply(535, st(5, 7, 8), "Authentication credentials invalid");
-        self.completed.push(CommandKind::Auth);
         None
     }
 
@@ -946,7 +1063,8 @@ impl Session {
     }
 
     fn chunk_done(&mut self) -> Option<Action> {
-        let Mode::Chunk { last, reject, .. } = std::mem::replace(&mut self.mode, Mode::Command) else {
+        let Mode::Chunk { last, reject, .. } = std::mem::replace(&mut self.mode, Mode::Command)
+        else {
             return None;
         };
         if let Some(r) = reject {
@@ -959,7 +1077,10 @@ impl Session {
             self.completed.push(CommandKind::Bdat);
             return None;
         };
-        let (error, size) = tx.bdat.as_ref().map_or((None, 0), |r| (r.error(), r.size()));
+        let (error, size) = tx
+            .bdat
+            .as_ref()
+            .map_or((None, 0), |r| (r.error(), r.size()));
         if let Some(e) = error {
             self.tx = None;
             self.data_error(e);
@@ -982,17 +1103,23 @@ impl Session {
     fn data_error(&mut self, e: DataError) {
         let text = format!("Error: {e}");
         match e {
-            DataError::TooLarge { .. } | DataError::TooManyHeaders { .. } | DataError::HeaderTooLarge { .. } => {
-                self.reply(552, st(5, 3, 4), &text)
-            }
-            DataError::BareLineEnding => {
-                self.reply(554, st(5, 6, 0), "Error: bare CR or LF in message data (RFC 5321 section 2.3.8)")
-            }
+            DataError::TooLarge { .. }
+            | DataError::TooManyHeaders { .. }
+            | DataError::HeaderTooLarge { .. } => self.reply(552, st(5, 3, 4), &text),
+            DataError::BareLineEnding => self.reply(
+                554,
+                st(5, 6, 0),
+                "Error: bare CR or LF in message data (RFC 5321 section 2.3.8)",
+            ),
             DataError::LineTooLong { .. } => self.reply(554, st(5, 6, 0), &text),
         }
     }
 
-    fn finish_message(&mut self, result: Result<Bytes, DataError>, kind: CommandKind) -> Option<Action> {
+    fn finish_message(
+        &mut self,
+        result: Result<Bytes, DataError>,
+        kind: CommandKind,
+    ) -> Option<Action> {
         // Whatever happens, the transaction is over (RFC 5321 §4.1.1.4).
         let Some(tx) = self.tx.take() else {
             self.canned(NEED_MAIL);
@@ -1011,7 +1138,10 @@ impl Session {
         let queue_id = self.cfg.queue_ids.next_id();
         let helo = self.helo.clone().unwrap_or_default();
         let for_rcpt = if tx.rcpt_count() == 1 {
-            tx.rcpts_local.first().map(|r| r.address.as_str()).or(tx.rcpts_remote.first().map(String::as_str))
+            tx.rcpts_local
+                .first()
+                .map(|r| r.address.as_str())
+                .or(tx.rcpts_remote.first().map(String::as_str))
         } else {
             None
         };
