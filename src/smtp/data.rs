@@ -135,6 +135,9 @@ pub struct DataReader {
 
 /// First allocation when the client gave no SIZE hint.
 const DEFAULT_CAPACITY: usize = 16 * 1024;
+/// Largest first allocation: a SIZE= hint is only a claim, and many idle connections claiming
+/// the maximum must not reserve the maximum each.
+const MAX_INITIAL_CAPACITY: usize = 4 * 1024 * 1024;
 
 impl DataReader {
     /// A reader for one message. `size_hint` (the MAIL SIZE= value) pre-sizes the buffer,
@@ -144,7 +147,8 @@ impl DataReader {
             .map_or(DEFAULT_CAPACITY, |h| {
                 usize::try_from(h).unwrap_or(usize::MAX).saturating_add(64)
             })
-            .min(limits.max_message_size);
+            .min(limits.max_message_size)
+            .min(MAX_INITIAL_CAPACITY);
         Self {
             state: State::LineStart,
             framing,

@@ -20,6 +20,17 @@
 //!    While an action is outstanding, `feed` consumes nothing; after reporting the result,
 //!    call `feed` again with the input still buffered (pipelined commands wait, not vanish).
 //! 4. Closes the connection once output is flushed and [`Session::wants_close`] is true.
+//!
+//! Buffering: outside of an outstanding action the session leaves at most one unfinished
+//! command line unconsumed — never more than `max(max_line_length, 12288)` octets (12288 is
+//! the AUTH line limit of RFC 4954); message data and over-long lines are consumed as they
+//! arrive. While an action is outstanding, stop reading from the socket (or cap the buffer).
+//!
+//! Latency hooks: [`Progress::completed`] lists each command whose final reply was written.
+//! DATA's "end of data to 250" is the time from the [`Action::Deliver`] return to
+//! [`Session::delivery_result`], which returns [`CommandKind::Data`] (or `Bdat`); AUTH with a
+//! credential check completes in [`Session::auth_result`]. The banner is
+//! [`Session::greeting`].
 
 use std::fmt;
 use std::net::IpAddr;
