@@ -1123,6 +1123,7 @@ impl Session {
                 "Error: bare CR or LF in message data (RFC 5321 section 2.3.8)",
             ),
             DataError::LineTooLong { .. } => self.reply(554, st(5, 6, 0), &text),
+            DataError::TooManyHops { .. } => self.reply(554, st(5, 4, 6), &text),
         }
     }
 
