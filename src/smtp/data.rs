@@ -64,6 +64,12 @@ pub enum DataError {
         /// The limit.
         limit: usize,
     },
+    /// More than [`MAX_RECEIVED`] `Received:` fields: a mail loop (554 5.4.6).
+    #[error("too many hops ({limit} Received fields), mail loop?")]
+    TooManyHops {
+        /// The limit.
+        limit: usize,
+    },
     /// Header section larger than `max_header_bytes` (552 5.3.4).
     #[error("message header exceeds {limit} octets")]
     HeaderTooLarge {
@@ -71,6 +77,9 @@ pub enum DataError {
         limit: usize,
     },
 }
+
+/// More `Received:` fields than this means a mail loop (RFC 5321 §6.3: "at least 100").
+pub const MAX_RECEIVED: usize = 100;
 
 /// How the message is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +134,12 @@ pub struct DataReader {
     size: usize,
     /// Octets in the current line, CRLF and stuffed dot excluded.
     line_len: usize,
-    /// First octet of the current line, for telling header fields from continuations.
-    line_first: u8,
+    /// First octets of the current line while in the header section: field name and
+    /// continuation detection.
+    line_head: [u8; 9],
     in_headers: bool,
+    /// `Received:` fields seen (loop detection, RFC 5321 §6.3).
+    received: usize,
     header_bytes: usize,
     headers: usize,
     error: Option<DataError>,
@@ -135,6 +147,9 @@ pub struct DataReader {
 
 /// First allocation when the client gave no SIZE hint.
 const DEFAULT_CAPACITY: usize = 16 * 1024;
+/// Largest first allocation: a SIZE= hint is only a claim, and many idle connections claiming
+/// the maximum must not reserve the maximum each.
+const MAX_INITIAL_CAPACITY: usize = 4 * 1024 * 1024;
 
 impl DataReader {
     /// A reader for one message. `size_hint` (the MAIL SIZE= value) pre-sizes the buffer,
@@ -144,7 +159,8 @@ impl DataReader {
             .map_or(DEFAULT_CAPACITY, |h| {
                 usize::try_from(h).unwrap_or(usize::MAX).saturating_add(64)
             })
-            .min(limits.max_message_size);
+            .min(limits.max_message_size)
+            .min(MAX_INITIAL_CAPACITY);
         Self {
             state: State::LineStart,
             framing,
@@ -152,8 +168,9 @@ impl DataReader {
             body: BytesMut::with_capacity(cap),
             size: 0,
             line_len: 0,
-            line_first: 0,
+            line_head: [0; 9],
             in_headers: true,
+            received: 0,
             header_bytes: 0,
             headers: 0,
             error: None,
@@ -283,8 +300,9 @@ impl DataReader {
         if seg.is_empty() {
             return;
         }
-        if self.line_len == 0 {
-            self.line_first = seg[0];
+        if self.in_headers && self.line_len < self.line_head.len() {
+            let n = (self.line_head.len() - self.line_len).min(seg.len());
+            self.line_head[self.line_len..self.line_len + n].copy_from_slice(&seg[..n]);
         }
         self.line_len += seg.len();
         if check_lines && self.line_len + 2 > self.limits.max_line_length {
@@ -301,10 +319,17 @@ impl DataReader {
                 self.in_headers = false;
             } else {
                 self.header_bytes += self.line_len + 2;
-                if self.line_first != b' ' && self.line_first != b'\t' {
+                if self.line_head[0] != b' ' && self.line_head[0] != b'\t' {
                     self.headers += 1;
                 }
-                if self.headers > self.limits.max_headers {
+                if self.line_len >= 9 && self.line_head.eq_ignore_ascii_case(b"Received:") {
+                    self.received += 1;
+                }
+                if self.received > MAX_RECEIVED {
+                    self.flag(DataError::TooManyHops {
+                        limit: MAX_RECEIVED,
+                    });
+                } else if self.headers > self.limits.max_headers {
                     self.flag(DataError::TooManyHeaders {
                         limit: self.limits.max_headers,
                     });
@@ -532,6 +557,35 @@ mod tests {
                 .unwrap()
                 .1,
             Err(DataError::HeaderTooLarge { limit: 20 })
+        );
+    }
+
+    #[test]
+    fn received_loop_detection() {
+        let mut ok = Vec::new();
+        for _ in 0..MAX_RECEIVED {
+            ok.extend_from_slice(b"received: from x by y; date\r\n");
+        }
+        ok.extend_from_slice(b"Received-SPF: pass\r\n\r\nReceived: in the body\r\n.\r\n");
+        assert!(read_all(&ok, limits()).unwrap().1.is_ok());
+        let mut looped = b"Received: one more\r\n".to_vec();
+        looped.extend_from_slice(&ok);
+        assert_eq!(
+            read_all(&looped, limits()).unwrap().1,
+            Err(DataError::TooManyHops {
+                limit: MAX_RECEIVED
+            })
+        );
+        // Split across feeds, the field name is still recognised.
+        let mut r = DataReader::new(Framing::DotStuffed, limits(), None);
+        for b in looped.chunks(4) {
+            r.feed(b);
+        }
+        assert_eq!(
+            r.error(),
+            Some(DataError::TooManyHops {
+                limit: MAX_RECEIVED
+            })
         );
     }
 

@@ -48,8 +48,8 @@ pub struct Envelope {
     pub prefix: Bytes,
     /// The message exactly as received (dot-unstuffed), CRLF line ends.
     pub body: Bytes,
-    /// Length of the `Return-Path:` field at the start of `prefix`.
-    pub(crate) return_path_len: usize,
+    /// Length of the `Return-Path:` field at the start of `prefix` (0 if there is none).
+    pub return_path_len: usize,
 }
 
 impl Envelope {

@@ -20,6 +20,17 @@
 //!    While an action is outstanding, `feed` consumes nothing; after reporting the result,
 //!    call `feed` again with the input still buffered (pipelined commands wait, not vanish).
 //! 4. Closes the connection once output is flushed and [`Session::wants_close`] is true.
+//!
+//! Buffering: outside of an outstanding action the session leaves at most one unfinished
+//! command line unconsumed — never more than `max(max_line_length, 12288)` octets (12288 is
+//! the AUTH line limit of RFC 4954); message data and over-long lines are consumed as they
+//! arrive. While an action is outstanding, stop reading from the socket (or cap the buffer).
+//!
+//! Latency hooks: [`Progress::completed`] lists each command whose final reply was written.
+//! DATA's "end of data to 250" is the time from the [`Action::Deliver`] return to
+//! [`Session::delivery_result`], which returns [`CommandKind::Data`] (or `Bdat`); AUTH with a
+//! credential check completes in [`Session::auth_result`]. The banner is
+//! [`Session::greeting`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -416,7 +427,7 @@ impl Session {
                         pos += len;
                         self.line_too_long(false);
                     }
-                    // SkipLine scans on for the LF, which may already be in this input.
+                    // The skipping mode finds the line end, in this input or a later one.
                     Parsed::TooLong(None) => self.mode = Mode::SkipLine { sasl: false },
                     Parsed::Complete { command, len } => {
                         pos += len;
@@ -987,12 +998,17 @@ impl Session {
         let Mode::Sasl(step) = std::mem::replace(&mut self.mode, Mode::Command) else {
             return None;
         };
-        if line == b"*" {
+        let action = if line == b"*" {
             self.reply(501, st(5, 0, 0), "Authentication cancelled");
+            None
+        } else {
+            self.sasl_response(line, step)
+        };
+        // The exchange ended here unless it asked for more or went to the driver.
+        if matches!(self.mode, Mode::Command) && self.pending.is_none() {
             self.completed.push(CommandKind::Auth);
-            return None;
         }
-        self.sasl_response(line, step)
+        action
     }
 
     /// One decoded client response of the SASL exchange (initial or on its own line).
@@ -1005,7 +1021,6 @@ impl Session {
         };
         let Ok(data) = decoded else {
             self.reply(501, st(5, 5, 2), "Error: cannot decode response");
-            self.completed.push(CommandKind::Auth);
             return None;
         };
         match step {
@@ -1046,7 +1061,6 @@ impl Session {
 
     fn auth_failed(&mut self) -> Option<Action> {
         self.reply(535, st(5, 7, 8), "Authentication credentials invalid");
-        self.completed.push(CommandKind::Auth);
         None
     }
 
@@ -1109,6 +1123,7 @@ impl Session {
                 "Error: bare CR or LF in message data (RFC 5321 section 2.3.8)",
             ),
             DataError::LineTooLong { .. } => self.reply(554, st(5, 6, 0), &text),
+            DataError::TooManyHops { .. } => self.reply(554, st(5, 4, 6), &text),
         }
     }
 
