@@ -26,7 +26,7 @@ fn run_bytes(s: &mut Session, store: &MemStore, input: &[u8]) -> (String, Option
     loop {
         match block_on(s.step(store)) {
             Step::NeedInput => break,
-            Step::Completed(_) => continue,
+            Step::Completed(_) | Step::Flush => continue,
             Step::Action(Action::Authenticate { user, pass }) => {
                 let ok = pass == "secret";
                 s.auth_result(ok.then(|| user.to_ascii_lowercase()));
@@ -274,7 +274,11 @@ fn input_memory_is_returned_after_a_big_append() {
     let st = store();
     let mut s = login(&st);
     let body = "x".repeat(3 << 20);
-    let out = run(&mut s, &st, &format!("a APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len()));
+    let out = run(
+        &mut s,
+        &st,
+        &format!("a APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len()),
+    );
     assert!(out.starts_with("a OK [APPENDUID"), "{out}");
     assert!(s.input.capacity() <= SHRINK_ABOVE, "{}", s.input.capacity());
 }
@@ -903,6 +907,37 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn long_fetch_is_answered_in_slices() {
+    let st = store();
+    let body = "y".repeat(100 * 1024);
+    for _ in 0..10 {
+        st.deliver("user", "INBOX", body.as_bytes(), 0);
+    }
+    let mut s = selected(&st);
+    s.feed(b"a FETCH 1:* BODY.PEEK[]\r\nb NOOP\r\n");
+    let mut flushes = 0;
+    let mut out = Vec::new();
+    loop {
+        match block_on(s.step(&st)) {
+            Step::Flush => {
+                flushes += 1;
+                let chunk = s.take_output();
+                assert!(chunk.len() < fetch::FLUSH_AT + 2 * body.len());
+                out.extend(chunk);
+            }
+            Step::Completed(_) => {}
+            Step::NeedInput => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    out.extend(s.take_output());
+    let out = String::from_utf8(out).unwrap();
+    assert!(flushes >= 3, "{flushes}");
+    assert_eq!(out.matches(" FETCH (BODY[] {102400}").count(), 10);
+    assert!(out.ends_with("a OK Fetch completed.\r\nb OK NOOP completed.\r\n"));
 }
 
 #[test]
