@@ -348,9 +348,10 @@ mod tests {
 
     #[test]
     fn deleted_mailbox_is_gone() {
-        let s = store_with(1);
-        let mut v = Selected::open(&s, "u", "INBOX", false).unwrap();
-        block_on(s.delete_mailbox("u", "INBOX")).unwrap();
+        let s = store_with(0);
+        s.deliver("u", "Trash", b"x", 0);
+        let mut v = Selected::open(&s, "u", "Trash", false).unwrap();
+        block_on(s.delete_mailbox("u", "Trash")).unwrap();
         let mut out = Vec::new();
         assert_eq!(
             v.sync(&s, "u", &mut out, SyncOpts::default()),

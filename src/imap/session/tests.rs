@@ -660,6 +660,33 @@ fn list_lsub_and_mailbox_management() {
 }
 
 #[test]
+fn rename_inbox_and_selected_mailbox() {
+    let st = store();
+    with_two(&st);
+    let mut s = selected(&st);
+    let out = run(&mut s, &st, "a RENAME INBOX Old/Inbox\r\n");
+    assert_eq!(
+        out,
+        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\na OK Rename completed.\r\n"
+    );
+    assert_eq!(
+        st.with_mailbox("user", "Old/Inbox", |m| m.messages().len()),
+        Some(2)
+    );
+    run(&mut s, &st, "b SELECT Old/Inbox\r\n");
+    let out = run(&mut s, &st, "c RENAME Old New\r\n");
+    assert_eq!(
+        out,
+        "* OK [CLOSED] Selected mailbox was renamed.\r\nc OK Rename completed.\r\n"
+    );
+    assert!(st.with_mailbox("user", "New/Inbox", |_| ()).is_some());
+    let out = run(&mut s, &st, "d FETCH 1 FLAGS\r\n");
+    assert!(out.starts_with("d BAD"), "{out}");
+    let out = run(&mut s, &st, "e RENAME New New/Sub\r\n");
+    assert!(out.starts_with("e NO [CANNOT]"), "{out}");
+}
+
+#[test]
 fn mailbox_names_are_names_not_paths() {
     let st = store();
     let mut s = login(&st);
