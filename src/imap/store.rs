@@ -674,8 +674,22 @@ impl MailStore for MemStore {
     ) -> Result<StoreOutcome, StoreError> {
         let mut g = self.lock();
         let mb = g.mailbox(account, mailbox)?;
-        let bits = u64::from(update.system) & flags::SYSTEM | mb.keyword_bits(&update.keywords)?;
+        // Like the shard log: removing never defines keywords, and all messages changed by
+        // one STORE share one new MODSEQ.
+        let kw = if op == FlagOp::Remove {
+            let known: Vec<String> = update
+                .keywords
+                .iter()
+                .filter(|k| mb.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)))
+                .cloned()
+                .collect();
+            mb.keyword_bits(&known)?
+        } else {
+            mb.keyword_bits(&update.keywords)?
+        };
+        let bits = u64::from(update.system) & flags::SYSTEM | kw;
         let mut out = StoreOutcome::default();
+        let mut modseq = None;
         for &uid in uids {
             let Ok(i) = mb.messages.binary_search_by_key(&uid, |m| m.uid) else {
                 continue;
@@ -693,7 +707,7 @@ impl MailStore for MemStore {
                 FlagOp::Replace => bits,
             };
             if new != old {
-                let modseq = mb.bump();
+                let modseq = *modseq.get_or_insert_with(|| mb.bump());
                 let m = &mut mb.messages[i];
                 m.flags = new;
                 m.modseq = modseq;
