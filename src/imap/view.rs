@@ -185,11 +185,15 @@ impl Selected {
             self.write_flags(out);
         }
         if added > 0 {
-            let first = self.uids.len() - added;
-            let first_recent = store.first_recent_uid(account, &self.name, !self.read_only);
-            for &uid in &self.uids[first..] {
-                if uid >= first_recent {
-                    self.recent.push(uid);
+            // Only a read-write session takes new messages as \Recent: a read-only one must
+            // not, or a SELECTing session would see them as recent too.
+            if !self.read_only {
+                let first = self.uids.len() - added;
+                let first_recent = store.first_recent_uid(account, &self.name, true);
+                for &uid in &self.uids[first..] {
+                    if uid >= first_recent {
+                        self.recent.push(uid);
+                    }
                 }
             }
             out.extend_from_slice(b"* ");

@@ -345,7 +345,17 @@ impl Session {
         let mark_seen = !read_only && items.iter().any(sets_seen);
 
         let mut targets = self.targets(store, indices);
-        job.expunged |= targets.len() < indices.len();
+        // Messages expunged elsewhere but not yet reported to this client keep their sequence
+        // numbers; what the view knows of them (UID, flags, MODSEQ) can still be returned.
+        let view_only = items
+            .iter()
+            .all(|i| matches!(i, FetchItem::Uid | FetchItem::Flags | FetchItem::ModSeq));
+        let gone: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|i| targets.binary_search_by_key(i, |t| t.idx).is_err())
+            .collect();
+        job.expunged |= !gone.is_empty() && !view_only;
         if let Some(cs) = job.changed_since {
             targets.retain(|t| t.modseq > cs);
         }
@@ -386,6 +396,9 @@ impl Session {
         let has_flags = items.contains(&FetchItem::Flags);
         let has_modseq = items.contains(&FetchItem::ModSeq);
         let mut line = Vec::new();
+        if view_only && !gone.is_empty() {
+            self.fetch_gone(job, &gone, &keywords);
+        }
         for t in &targets {
             let body = if body_needed {
                 match store.read_body(t.body).await {
@@ -451,5 +464,49 @@ impl Session {
             }
         }
         Ok(indices.len())
+    }
+
+    /// Answers UID / FLAGS / MODSEQ of messages already expunged in the store but still in
+    /// this client's view, from the view.
+    fn fetch_gone(&mut self, job: &FetchJob, gone: &[usize], keywords: &[String]) {
+        let State::Selected(sel) = &self.state else {
+            return;
+        };
+        let rev2 = self.enabled.rev2;
+        for &i in gone {
+            let (Some(&uid), Some(&flags), Some(&modseq)) =
+                (sel.uids.get(i), sel.flags.get(i), sel.modseqs.get(i))
+            else {
+                continue;
+            };
+            if job.changed_since.is_some_and(|cs| modseq <= cs) {
+                continue;
+            }
+            self.output.extend_from_slice(b"* ");
+            response::number(&mut self.output, i + 1);
+            self.output.extend_from_slice(b" FETCH (");
+            for (n, item) in job.items.iter().enumerate() {
+                if n > 0 {
+                    self.output.push(b' ');
+                }
+                match item {
+                    FetchItem::Uid => {
+                        self.output.extend_from_slice(b"UID ");
+                        response::number(&mut self.output, uid);
+                    }
+                    FetchItem::ModSeq => {
+                        self.output.extend_from_slice(b"MODSEQ (");
+                        response::number(&mut self.output, modseq);
+                        self.output.push(b')');
+                    }
+                    _ => {
+                        self.output.extend_from_slice(b"FLAGS ");
+                        let recent = !rev2 && sel.is_recent(uid);
+                        response::flag_list(&mut self.output, flags, keywords, recent);
+                    }
+                }
+            }
+            self.output.extend_from_slice(b")\r\n");
+        }
     }
 }

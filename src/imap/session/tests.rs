@@ -760,7 +760,14 @@ fn updates_reach_other_sessions_on_noop() {
         out,
         "* 3 FETCH (UID 3)\r\n* 4 EXISTS\r\n* 1 RECENT\r\n4 OK Fetch completed.\r\n"
     );
-    let out = run(&mut b, &st, "5 FETCH 2 UID\r\n");
+    // What the view knows of an expunged-but-unreported message is still answered...
+    let out = run(&mut b, &st, "5 FETCH 2 (UID FLAGS)\r\n");
+    assert_eq!(
+        out,
+        "* 2 FETCH (UID 2 FLAGS (\\Deleted))\r\n5 OK Fetch completed.\r\n"
+    );
+    // ...its contents are not.
+    let out = run(&mut b, &st, "5 FETCH 2 RFC822.SIZE\r\n");
     assert!(out.starts_with("5 NO [EXPUNGEISSUED]"), "{out}");
     let out = run(&mut b, &st, "6 NOOP\r\n");
     assert_eq!(out, "* 2 EXPUNGE\r\n6 OK NOOP completed.\r\n");
