@@ -1,4 +1,14 @@
-//! IMAP: sans-IO parser and session, and the network driver.
+//! IMAP4rev1 / IMAP4rev2 server side, sans-IO.
+//!
+//! * [`parser`] turns bytes into [`parser::Command`]s borrowing from the input (with
+//!   [`parser::ParseError::NeedLiteral`] before any literal data is accepted).
+//! * [`session::Session`] is the per-connection state machine; a network driver feeds it
+//!   bytes, writes its output and carries out its [`session::Action`]s (see that module).
+//! * [`store::MailStore`] is what the session needs from storage; implement it for the shard
+//!   log with an adapter (its shapes mirror the storage crate), [`store::MemStore`] is the
+//!   in-memory one tests use.
+//! * [`mime`] answers ENVELOPE / BODYSTRUCTURE / sections / BINARY and SEARCH text questions;
+//!   [`mutf7`] converts modified UTF-7 mailbox names.
 
 pub mod driver;
 mod lexer;

@@ -1729,4 +1729,42 @@ mod tests {
             Err(ParseError::LineTooLong { skip_from: 16, .. })
         ));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn parse_never_panics(input in prop::collection::vec(any::<u8>(), 0..300)) {
+                let limits = Limits { max_line: 100, max_literal: 50 };
+                match parse_with(&input, &limits) {
+                    Ok((_, n)) => prop_assert!(n > 0 && n <= input.len()),
+                    Err(ParseError::Bad { consumed, .. }) => prop_assert!(consumed > 0 && consumed <= input.len()),
+                    Err(ParseError::LiteralTooLarge { consumed, .. }) => prop_assert!(consumed <= input.len()),
+                    Err(ParseError::LineTooLong { skip_from, .. }) => prop_assert!(skip_from <= input.len()),
+                    Err(ParseError::NeedLiteral { offset, size, .. }) => {
+                        prop_assert!(size <= 50);
+                        prop_assert!(offset <= input.len());
+                    }
+                    Err(ParseError::Incomplete) => {}
+                }
+            }
+
+            #[test]
+            fn commandish_lines_never_panic(
+                tag in "[a-z0-9]{1,4}",
+                words in prop::collection::vec(prop::sample::select(vec![
+                    "FETCH", "UID", "STORE", "SEARCH", "1:*", "(", ")", "[", "]", "BODY[1.2]",
+                    "\\Seen", "\"q\"", "{2}\r\nab", "{1+}\r\nx", "NIL", "<0.5>", "OR", "NOT",
+                    "HEADER.FIELDS", "LIST", "APPEND", "INBOX", "*", "%", "CHARSET", "RETURN",
+                ]), 0..12),
+            ) {
+                let line = format!("{tag} {}\r\n", words.join(" "));
+                let _ = parse(line.as_bytes());
+            }
+        }
+    }
 }

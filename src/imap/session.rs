@@ -14,7 +14,9 @@
 //!   [`MailStore::mailbox_changed`] on [`Session::idle_watch`] (→ [`Session::idle_update`]).
 //! * [`Action::Close`]: flush and close.
 //!
-//! [`Step::Completed`] names each finished command for per-command latency histograms.
+//! [`Step::Flush`] asks for the output to be written before stepping on (a long FETCH is
+//! answered in slices). [`Step::Completed`] names each finished command for per-command
+//! latency histograms.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,6 +88,8 @@ pub enum Action {
 pub enum Step {
     /// Nothing more can be done until more input arrives (flush the output first).
     NeedInput,
+    /// Write the output out, then call `step` again (a long FETCH in progress).
+    Flush,
     /// A command finished; its name (`"UID FETCH"`) is for latency histograms.
     Completed(&'static str),
     /// The driver must act.
@@ -119,6 +123,8 @@ enum Mode {
     Idle { tag: Vec<u8> },
     /// Discarding the rest of an over-long line.
     SkipLine,
+    /// A FETCH paused for the driver to write its output.
+    Fetching(Box<fetch::FetchJob>),
     /// LOGOUT done or connection to be dropped.
     Closed,
 }
@@ -442,6 +448,7 @@ impl Session {
                     }
                 },
                 Mode::Idle { .. } => return self.step_idle(store),
+                Mode::Fetching(_) => return self.step_fetch(store).await,
                 Mode::SaslResponse { .. } => match self.step_sasl() {
                     Some(step) => return step,
                     None => continue,
@@ -482,6 +489,7 @@ impl Session {
                 self.restore_input(input, consumed);
                 match flow {
                     Flow::Done => Some(Step::Completed(name)),
+                    Flow::Pending if matches!(self.mode, Mode::Fetching(_)) => Some(Step::Flush),
                     Flow::Pending => None,
                     Flow::Action(a) => Some(Step::Action(a)),
                 }
@@ -574,6 +582,36 @@ impl Session {
             input.shrink_to(SHRINK_ABOVE / 4);
         }
         self.input = input;
+    }
+
+    async fn step_fetch<S: MailStore>(&mut self, store: &S) -> Step {
+        let Mode::Fetching(job) = std::mem::take(&mut self.mode) else {
+            return Step::NeedInput;
+        };
+        let (tag, uid) = (job.tag.clone(), job.uid);
+        let Some(reply) = self.run_fetch(store, *job).await else {
+            return Step::Flush;
+        };
+        let name = if uid { "UID FETCH" } else { "FETCH" };
+        let opts = SyncOpts {
+            allow_expunge: uid,
+            with_uid: uid,
+            ..self.sync_opts()
+        };
+        if self.sync_selected(store, opts).is_err() {
+            self.mailbox_gone();
+            return Step::Action(Action::Close);
+        }
+        self.write_reply(&tag, reply);
+        Step::Completed(name)
+    }
+
+    fn write_reply(&mut self, tag: &[u8], reply: Reply) {
+        match reply {
+            Reply::Ok(t) => self.tagged(tag, "OK", &t),
+            Reply::No(t) => self.tagged(tag, "NO", &t),
+            Reply::Bad(t) => self.tagged(tag, "BAD", &t),
+        }
     }
 
     fn step_idle<S: MailStore>(&mut self, store: &S) -> Step {
@@ -815,7 +853,13 @@ impl Session {
                 set,
                 items,
                 changed_since,
-            } => self.fetch(store, uid, &set, &items, changed_since).await,
+            } => match self
+                .fetch(store, tag, uid, &set, &items, changed_since)
+                .await
+            {
+                Some(r) => r,
+                None => return Flow::Pending,
+            },
             CommandBody::Store {
                 uid,
                 set,
@@ -846,11 +890,7 @@ impl Session {
             self.mailbox_gone();
             return Flow::Action(Action::Close);
         }
-        match reply {
-            Reply::Ok(t) => self.tagged(tag, "OK", &t),
-            Reply::No(t) => self.tagged(tag, "NO", &t),
-            Reply::Bad(t) => self.tagged(tag, "BAD", &t),
-        }
+        self.write_reply(tag, reply);
         Flow::Done
     }
 

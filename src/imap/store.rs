@@ -151,6 +151,12 @@ pub enum StoreError {
     /// The name is not acceptable to the store.
     #[error("invalid mailbox name")]
     InvalidName,
+    /// Not allowed on this mailbox (deleting INBOX, renaming a mailbox under itself).
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// The message is larger than the store can hold.
+    #[error("message too large ({0} bytes)")]
+    TooLarge(u64),
     /// I/O or another internal failure.
     #[error("storage failure: {0}")]
     Failed(String),
@@ -228,9 +234,10 @@ pub trait MailStore {
     ) -> Result<AppendResult, StoreError>;
     /// Creates a mailbox.
     async fn create_mailbox(&self, account: &str, name: &str) -> Result<(), StoreError>;
-    /// Deletes a mailbox and its messages (not its inferiors).
+    /// Deletes a mailbox and its messages (not its inferiors); INBOX is `NotPermitted`.
     async fn delete_mailbox(&self, account: &str, name: &str) -> Result<(), StoreError>;
-    /// Renames exactly one mailbox (the caller renames inferiors); UIDVALIDITY is kept.
+    /// Renames a mailbox with its inferiors (`from/x` → `to/x`), each getting a new
+    /// UIDVALIDITY. Renaming INBOX moves its messages to `to` and leaves INBOX empty.
     async fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError>;
     /// Subscribes or unsubscribes a name.
     async fn set_subscribed(
@@ -585,6 +592,9 @@ impl MailStore for MemStore {
     }
 
     async fn delete_mailbox(&self, account: &str, name: &str) -> Result<(), StoreError> {
+        if name == "INBOX" {
+            return Err(StoreError::NotPermitted);
+        }
         let mut g = self.lock();
         let a = g.accounts.get_mut(account).ok_or(StoreError::NotFound)?;
         a.mailboxes.remove(name).ok_or(StoreError::NotFound)?;
@@ -594,13 +604,45 @@ impl MailStore for MemStore {
 
     async fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<(), StoreError> {
         let mut g = self.lock();
-        let a = g.accounts.get_mut(account).ok_or(StoreError::NotFound)?;
-        if a.mailboxes.contains_key(to) {
+        let prefix = format!("{from}/");
+        if to.starts_with(&prefix) {
+            return Err(StoreError::NotPermitted);
+        }
+        let a = g.accounts.get(account).ok_or(StoreError::NotFound)?;
+        if !a.mailboxes.contains_key(from) {
+            return Err(StoreError::NotFound);
+        }
+        let mut plan = vec![(from.to_string(), to.to_string())];
+        if from != "INBOX" {
+            for name in a.mailboxes.keys() {
+                if let Some(rest) = name.strip_prefix(&prefix) {
+                    plan.push((name.clone(), format!("{to}/{rest}")));
+                }
+            }
+        }
+        if plan.iter().any(|(_, t)| a.mailboxes.contains_key(t)) {
             return Err(StoreError::AlreadyExists);
         }
-        let mut mb = a.mailboxes.remove(from).ok_or(StoreError::NotFound)?;
-        mb.version += 1;
-        a.mailboxes.insert(to.to_string(), mb);
+        for (f, t) in plan {
+            let v = g.uidvalidity();
+            let a = g.accounts.get_mut(account).ok_or(StoreError::NotFound)?;
+            if f == "INBOX" {
+                // INBOX stays, empty; its messages move to the new name.
+                let inbox = a.mailboxes.get_mut("INBOX").ok_or(StoreError::NotFound)?;
+                let mut moved = MemMailbox::new(v, None);
+                moved.messages = std::mem::take(&mut inbox.messages);
+                moved.keywords = inbox.keywords.clone();
+                moved.uidnext = inbox.uidnext;
+                moved.highest_modseq = inbox.highest_modseq;
+                inbox.bump();
+                a.mailboxes.insert(t, moved);
+            } else {
+                let mut mb = a.mailboxes.remove(&f).ok_or(StoreError::NotFound)?;
+                mb.uidvalidity = v;
+                mb.version += 1;
+                a.mailboxes.insert(t, mb);
+            }
+        }
         g.wake();
         Ok(())
     }
@@ -632,8 +674,22 @@ impl MailStore for MemStore {
     ) -> Result<StoreOutcome, StoreError> {
         let mut g = self.lock();
         let mb = g.mailbox(account, mailbox)?;
-        let bits = u64::from(update.system) & flags::SYSTEM | mb.keyword_bits(&update.keywords)?;
+        // Like the shard log: removing never defines keywords, and all messages changed by
+        // one STORE share one new MODSEQ.
+        let kw = if op == FlagOp::Remove {
+            let known: Vec<String> = update
+                .keywords
+                .iter()
+                .filter(|k| mb.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)))
+                .cloned()
+                .collect();
+            mb.keyword_bits(&known)?
+        } else {
+            mb.keyword_bits(&update.keywords)?
+        };
+        let bits = u64::from(update.system) & flags::SYSTEM | kw;
         let mut out = StoreOutcome::default();
+        let mut modseq = None;
         for &uid in uids {
             let Ok(i) = mb.messages.binary_search_by_key(&uid, |m| m.uid) else {
                 continue;
@@ -651,7 +707,7 @@ impl MailStore for MemStore {
                 FlagOp::Replace => bits,
             };
             if new != old {
-                let modseq = mb.bump();
+                let modseq = *modseq.get_or_insert_with(|| mb.bump());
                 let m = &mut mb.messages[i];
                 m.flags = new;
                 m.modseq = modseq;

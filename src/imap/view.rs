@@ -185,11 +185,15 @@ impl Selected {
             self.write_flags(out);
         }
         if added > 0 {
-            let first = self.uids.len() - added;
-            let first_recent = store.first_recent_uid(account, &self.name, !self.read_only);
-            for &uid in &self.uids[first..] {
-                if uid >= first_recent {
-                    self.recent.push(uid);
+            // Only a read-write session takes new messages as \Recent: a read-only one must
+            // not, or a SELECTing session would see them as recent too.
+            if !self.read_only {
+                let first = self.uids.len() - added;
+                let first_recent = store.first_recent_uid(account, &self.name, true);
+                for &uid in &self.uids[first..] {
+                    if uid >= first_recent {
+                        self.recent.push(uid);
+                    }
                 }
             }
             out.extend_from_slice(b"* ");
@@ -348,9 +352,10 @@ mod tests {
 
     #[test]
     fn deleted_mailbox_is_gone() {
-        let s = store_with(1);
-        let mut v = Selected::open(&s, "u", "INBOX", false).unwrap();
-        block_on(s.delete_mailbox("u", "INBOX")).unwrap();
+        let s = store_with(0);
+        s.deliver("u", "Trash", b"x", 0);
+        let mut v = Selected::open(&s, "u", "Trash", false).unwrap();
+        block_on(s.delete_mailbox("u", "Trash")).unwrap();
         let mut out = Vec::new();
         assert_eq!(
             v.sync(&s, "u", &mut out, SyncOpts::default()),

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::mailboxes::store_error;
 use super::messages::Target;
-use super::{Reply, Session, State};
+use super::{Mode, Reply, Session, State};
 use crate::imap::mime;
 use crate::imap::parser::FetchItem;
 use crate::imap::response;
@@ -230,52 +230,135 @@ fn render_item<B>(
     Ok(false)
 }
 
+/// Messages handled per store lookup while answering a FETCH.
+const BATCH: usize = 64;
+/// Output size at which a FETCH pauses so the driver can write it out.
+pub(super) const FLUSH_AT: usize = 256 * 1024;
+
+/// A FETCH in progress: it pauses whenever the output grows past [`FLUSH_AT`], so a
+/// `FETCH 1:* BODY[]` never holds more than a batch of message bodies in memory.
+#[derive(Debug)]
+pub(super) struct FetchJob {
+    /// The command's tag.
+    pub tag: Vec<u8>,
+    /// UID FETCH.
+    pub uid: bool,
+    items: Vec<FetchItem>,
+    changed_since: Option<u64>,
+    /// View indexes to answer, ascending.
+    indices: Vec<usize>,
+    /// How many of `indices` are done.
+    pos: usize,
+    /// Some requested messages were expunged meanwhile.
+    expunged: bool,
+    /// UIDs this FETCH set `\Seen` on and has not reported yet.
+    seen_now: Vec<u32>,
+}
+
 impl Session {
+    /// Starts a FETCH; `None` when it paused (the job is in `Mode::Fetching`).
     pub(super) async fn fetch<S: MailStore>(
         &mut self,
         store: &S,
+        tag: &[u8],
         uid: bool,
         set: &SequenceSet<'_>,
         requested: &[FetchItem],
         changed_since: Option<u64>,
-    ) -> Reply {
+    ) -> Option<Reply> {
         let indices = match self.resolve(set, uid) {
             Ok(i) => i,
-            Err(r) => return r,
+            Err(r) => return Some(r),
         };
-        let mut items: Vec<&FetchItem> = Vec::with_capacity(requested.len() + 1);
+        let mut items: Vec<FetchItem> = Vec::with_capacity(requested.len() + 1);
         for it in requested {
-            if !items.contains(&it) {
-                items.push(it);
+            if !items.contains(it) {
+                items.push(it.clone());
             }
         }
         // UID FETCH always returns UID, first.
         if uid {
-            items.retain(|i| **i != FetchItem::Uid);
-            items.insert(0, &FetchItem::Uid);
+            items.retain(|i| *i != FetchItem::Uid);
+            items.insert(0, FetchItem::Uid);
         }
-        if changed_since.is_some() || items.contains(&&FetchItem::ModSeq) {
+        if changed_since.is_some() || items.contains(&FetchItem::ModSeq) {
             self.enable_condstore();
         }
-        if changed_since.is_some() && !items.contains(&&FetchItem::ModSeq) {
-            items.push(&FetchItem::ModSeq);
+        if changed_since.is_some() && !items.contains(&FetchItem::ModSeq) {
+            items.push(FetchItem::ModSeq);
         }
+        self.refresh_keywords(store);
+        let job = FetchJob {
+            tag: tag.to_vec(),
+            uid,
+            items,
+            changed_since,
+            indices,
+            pos: 0,
+            expunged: false,
+            seen_now: Vec::new(),
+        };
+        self.run_fetch(store, job).await
+    }
+
+    /// Continues a FETCH; `None` when it paused again (the job is back in `Mode::Fetching`).
+    pub(super) async fn run_fetch<S: MailStore>(
+        &mut self,
+        store: &S,
+        mut job: FetchJob,
+    ) -> Option<Reply> {
+        while job.pos < job.indices.len() {
+            let end = (job.pos + BATCH).min(job.indices.len());
+            let batch = job.indices[job.pos..end].to_vec();
+            match self.fetch_batch(store, &mut job, &batch).await {
+                Ok(done) => job.pos += done,
+                Err(r) => return Some(r),
+            }
+            if self.output.len() >= FLUSH_AT && job.pos < job.indices.len() {
+                self.mode = Mode::Fetching(Box::new(job));
+                return None;
+            }
+        }
+        Some(if job.expunged {
+            Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.")
+        } else {
+            Reply::ok("Fetch completed.")
+        })
+    }
+
+    /// Answers `indices` (a slice of the job's), stopping early once the output is large;
+    /// returns how many of them are done.
+    async fn fetch_batch<S: MailStore>(
+        &mut self,
+        store: &S,
+        job: &mut FetchJob,
+        indices: &[usize],
+    ) -> Result<usize, Reply> {
         let Some(sel) = self.selected() else {
-            return Reply::bad("No mailbox selected.");
+            return Err(Reply::bad("No mailbox selected."));
         };
         let read_only = sel.read_only;
         let name = sel.name.clone();
         let account = self.account.clone().unwrap_or_default();
-        let body_needed = items.iter().any(|i| needs_body(i));
-        let mark_seen = !read_only && items.iter().any(|i| sets_seen(i));
+        let items = &job.items;
+        let body_needed = items.iter().any(needs_body);
+        let mark_seen = !read_only && items.iter().any(sets_seen);
 
-        self.refresh_keywords(store);
-        let mut targets = self.targets(store, &indices);
-        let expunged = targets.len() < indices.len();
-        if let Some(cs) = changed_since {
+        let mut targets = self.targets(store, indices);
+        // Messages expunged elsewhere but not yet reported to this client keep their sequence
+        // numbers; what the view knows of them (UID, flags, MODSEQ) can still be returned.
+        let view_only = items
+            .iter()
+            .all(|i| matches!(i, FetchItem::Uid | FetchItem::Flags | FetchItem::ModSeq));
+        let gone: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|i| targets.binary_search_by_key(i, |t| t.idx).is_err())
+            .collect();
+        job.expunged |= !gone.is_empty() && !view_only;
+        if let Some(cs) = job.changed_since {
             targets.retain(|t| t.modseq > cs);
         }
-        let mut seen_now: Vec<u32> = Vec::new();
         if mark_seen {
             let unseen: Vec<u32> = targets
                 .iter()
@@ -297,10 +380,10 @@ impl Session {
                                 t.flags |= flags::SEEN;
                                 t.modseq = ms;
                             }
-                            seen_now.push(u);
+                            job.seen_now.push(u);
                         }
                     }
-                    Err(e) => return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist."),
+                    Err(e) => return Err(store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.")),
                 }
             }
         }
@@ -310,14 +393,17 @@ impl Session {
             .selected()
             .map(|s| s.keywords.clone())
             .unwrap_or_default();
-        let has_flags = items.contains(&&FetchItem::Flags);
-        let has_modseq = items.contains(&&FetchItem::ModSeq);
+        let has_flags = items.contains(&FetchItem::Flags);
+        let has_modseq = items.contains(&FetchItem::ModSeq);
         let mut line = Vec::new();
+        if view_only && !gone.is_empty() {
+            self.fetch_gone(job, &gone, &keywords);
+        }
         for t in &targets {
             let body = if body_needed {
                 match store.read_body(t.body).await {
                     Ok(b) => Some(b),
-                    Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+                    Err(e) => return Err(store_error(&e, "[EXPUNGEISSUED] Message was expunged.")),
                 }
             } else {
                 None
@@ -340,12 +426,21 @@ impl Session {
                 match render_item(&mut line, item, t, &cx) {
                     Ok(f) => wrote_flags |= f,
                     Err(FetchError::UnknownCte) => {
-                        return Reply::no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.")
+                        return Err(Reply::no(
+                            "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.",
+                        ))
                     }
                 }
             }
             // A flag change caused by this FETCH is reported with it (RFC 3501 §6.4.5).
-            if !has_flags && seen_now.contains(&t.uid) {
+            let seen_now = match job.seen_now.iter().position(|&u| u == t.uid) {
+                Some(i) => {
+                    job.seen_now.swap_remove(i);
+                    true
+                }
+                None => false,
+            };
+            if !has_flags && seen_now {
                 line.extend_from_slice(b" FLAGS ");
                 response::flag_list(&mut line, t.flags, &keywords, recent);
                 wrote_flags = true;
@@ -363,11 +458,55 @@ impl Session {
                     sel.modseqs[t.idx] = t.modseq;
                 }
             }
+            if self.output.len() >= FLUSH_AT {
+                // Pause after this message; the rest of the batch is looked up again later.
+                return Ok(indices.partition_point(|&i| i <= t.idx));
+            }
         }
-        if expunged {
-            Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.")
-        } else {
-            Reply::ok("Fetch completed.")
+        Ok(indices.len())
+    }
+
+    /// Answers UID / FLAGS / MODSEQ of messages already expunged in the store but still in
+    /// this client's view, from the view.
+    fn fetch_gone(&mut self, job: &FetchJob, gone: &[usize], keywords: &[String]) {
+        let State::Selected(sel) = &self.state else {
+            return;
+        };
+        let rev2 = self.enabled.rev2;
+        for &i in gone {
+            let (Some(&uid), Some(&flags), Some(&modseq)) =
+                (sel.uids.get(i), sel.flags.get(i), sel.modseqs.get(i))
+            else {
+                continue;
+            };
+            if job.changed_since.is_some_and(|cs| modseq <= cs) {
+                continue;
+            }
+            self.output.extend_from_slice(b"* ");
+            response::number(&mut self.output, i + 1);
+            self.output.extend_from_slice(b" FETCH (");
+            for (n, item) in job.items.iter().enumerate() {
+                if n > 0 {
+                    self.output.push(b' ');
+                }
+                match item {
+                    FetchItem::Uid => {
+                        self.output.extend_from_slice(b"UID ");
+                        response::number(&mut self.output, uid);
+                    }
+                    FetchItem::ModSeq => {
+                        self.output.extend_from_slice(b"MODSEQ (");
+                        response::number(&mut self.output, modseq);
+                        self.output.push(b')');
+                    }
+                    _ => {
+                        self.output.extend_from_slice(b"FLAGS ");
+                        let recent = !rev2 && sel.is_recent(uid);
+                        response::flag_list(&mut self.output, flags, keywords, recent);
+                    }
+                }
+            }
+            self.output.extend_from_slice(b")\r\n");
         }
     }
 }

@@ -30,6 +30,8 @@ pub(super) fn store_error(e: &StoreError, missing: &'static str) -> Reply {
         StoreError::AlreadyExists => Reply::no("[ALREADYEXISTS] Mailbox already exists."),
         StoreError::TooManyKeywords => Reply::no("[LIMIT] Too many keywords in this mailbox."),
         StoreError::InvalidName => Reply::no("[CANNOT] Invalid mailbox name."),
+        StoreError::NotPermitted => Reply::no("[CANNOT] Operation not permitted."),
+        StoreError::TooLarge(_) => Reply::no("[TOOBIG] Message too large."),
         StoreError::Failed(msg) => {
             tracing::error!(error = %msg, "storage failure");
             Reply::no(
@@ -238,51 +240,18 @@ impl Session {
                 }
             }
         }
-        if from == "INBOX" {
-            // Renaming INBOX moves its messages to the new name and leaves INBOX empty.
-            if let Err(e) = store.create_mailbox(&account, &to).await {
-                return store_error(&e, "[CANNOT] Cannot create mailbox.");
-            }
-            let uids: Vec<u32> = store
-                .with_mailbox(&account, "INBOX", |ix| {
-                    ix.messages().iter().map(MessageView::uid).collect()
-                })
-                .unwrap_or_default();
-            if !uids.is_empty() {
-                if let Err(e) = store.move_messages(&account, "INBOX", &to, &uids).await {
-                    return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.");
-                }
-            }
-            return Reply::ok("Rename completed.");
-        }
-        let prefix = format!("{from}/");
-        let children: Vec<String> = store
-            .list_mailboxes(&account)
-            .into_iter()
-            .filter(|i| i.name.starts_with(&prefix))
-            .map(|i| i.name)
-            .collect();
-        for c in &children {
-            let target = format!("{to}/{}", &c[prefix.len()..]);
-            if store.with_mailbox(&account, &target, |_| ()).is_some() {
-                return Reply::no("[ALREADYEXISTS] Target mailbox already exists.");
-            }
-        }
+        // Renaming changes UIDVALIDITY: a session that has the mailbox (or one below it)
+        // selected closes it. (Renaming INBOX only empties it; that shows as expunges.)
+        let affected = from != "INBOX"
+            && self
+                .selected_mailbox()
+                .is_some_and(|n| n == from || n.starts_with(&format!("{from}/")));
         if let Err(e) = store.rename_mailbox(&account, &from, &to).await {
             return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.");
         }
-        for c in &children {
-            let target = format!("{to}/{}", &c[prefix.len()..]);
-            if let Err(e) = store.rename_mailbox(&account, c, &target).await {
-                return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.");
-            }
-        }
-        if let State::Selected(sel) = &mut self.state {
-            if sel.name == from {
-                sel.name = to.clone();
-            } else if let Some(rest) = sel.name.strip_prefix(&prefix) {
-                sel.name = format!("{to}/{rest}");
-            }
+        if affected {
+            self.state = State::Authenticated;
+            self.untagged("OK [CLOSED] Selected mailbox was renamed.");
         }
         Reply::ok("Rename completed.")
     }

@@ -26,7 +26,7 @@ fn run_bytes(s: &mut Session, store: &MemStore, input: &[u8]) -> (String, Option
     loop {
         match block_on(s.step(store)) {
             Step::NeedInput => break,
-            Step::Completed(_) => continue,
+            Step::Completed(_) | Step::Flush => continue,
             Step::Action(Action::Authenticate { user, pass }) => {
                 let ok = pass == "secret";
                 s.auth_result(ok.then(|| user.to_ascii_lowercase()));
@@ -660,6 +660,33 @@ fn list_lsub_and_mailbox_management() {
 }
 
 #[test]
+fn rename_inbox_and_selected_mailbox() {
+    let st = store();
+    with_two(&st);
+    let mut s = selected(&st);
+    let out = run(&mut s, &st, "a RENAME INBOX Old/Inbox\r\n");
+    assert_eq!(
+        out,
+        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\na OK Rename completed.\r\n"
+    );
+    assert_eq!(
+        st.with_mailbox("user", "Old/Inbox", |m| m.messages().len()),
+        Some(2)
+    );
+    run(&mut s, &st, "b SELECT Old/Inbox\r\n");
+    let out = run(&mut s, &st, "c RENAME Old New\r\n");
+    assert_eq!(
+        out,
+        "* OK [CLOSED] Selected mailbox was renamed.\r\nc OK Rename completed.\r\n"
+    );
+    assert!(st.with_mailbox("user", "New/Inbox", |_| ()).is_some());
+    let out = run(&mut s, &st, "d FETCH 1 FLAGS\r\n");
+    assert!(out.starts_with("d BAD"), "{out}");
+    let out = run(&mut s, &st, "e RENAME New New/Sub\r\n");
+    assert!(out.starts_with("e NO [CANNOT]"), "{out}");
+}
+
+#[test]
 fn mailbox_names_are_names_not_paths() {
     let st = store();
     let mut s = login(&st);
@@ -733,7 +760,14 @@ fn updates_reach_other_sessions_on_noop() {
         out,
         "* 3 FETCH (UID 3)\r\n* 4 EXISTS\r\n* 1 RECENT\r\n4 OK Fetch completed.\r\n"
     );
-    let out = run(&mut b, &st, "5 FETCH 2 UID\r\n");
+    // What the view knows of an expunged-but-unreported message is still answered...
+    let out = run(&mut b, &st, "5 FETCH 2 (UID FLAGS)\r\n");
+    assert_eq!(
+        out,
+        "* 2 FETCH (UID 2 FLAGS (\\Deleted))\r\n5 OK Fetch completed.\r\n"
+    );
+    // ...its contents are not.
+    let out = run(&mut b, &st, "5 FETCH 2 RFC822.SIZE\r\n");
     assert!(out.starts_with("5 NO [EXPUNGEISSUED]"), "{out}");
     let out = run(&mut b, &st, "6 NOOP\r\n");
     assert_eq!(out, "* 2 EXPUNGE\r\n6 OK NOOP completed.\r\n");
@@ -907,6 +941,37 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn long_fetch_is_answered_in_slices() {
+    let st = store();
+    let body = "y".repeat(100 * 1024);
+    for _ in 0..10 {
+        st.deliver("user", "INBOX", body.as_bytes(), 0);
+    }
+    let mut s = selected(&st);
+    s.feed(b"a FETCH 1:* BODY.PEEK[]\r\nb NOOP\r\n");
+    let mut flushes = 0;
+    let mut out = Vec::new();
+    loop {
+        match block_on(s.step(&st)) {
+            Step::Flush => {
+                flushes += 1;
+                let chunk = s.take_output();
+                assert!(chunk.len() < fetch::FLUSH_AT + 2 * body.len());
+                out.extend(chunk);
+            }
+            Step::Completed(_) => {}
+            Step::NeedInput => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    out.extend(s.take_output());
+    let out = String::from_utf8(out).unwrap();
+    assert!(flushes >= 3, "{flushes}");
+    assert_eq!(out.matches(" FETCH (BODY[] {102400}").count(), 10);
+    assert!(out.ends_with("a OK Fetch completed.\r\nb OK NOOP completed.\r\n"));
 }
 
 #[test]
