@@ -84,6 +84,11 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                 }
                 started = Instant::now();
             }
+            Step::Flush => {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+            }
             Step::Completed(name) => {
                 metrics::record(Metric::from_imap_command(name), started.elapsed());
                 started = Instant::now();
