@@ -294,3 +294,10 @@ fn limits_hold_and_session_stays_usable() {
     r.send(b"NOOP\r\n");
     assert!(r.smtp_reply().starts_with("250"));
 }
+
+#[test]
+fn submission_relays_outbound_and_bounces_refusals() {
+    let sink = free_port();
+    let s = Server::with_config("", &format!("[relay]\nhost = \"127.0.0.1:{sink}\"\n")).start();
+    s.python("relay_sink.py", &[&sink.to_string()]);
+}

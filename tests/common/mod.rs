@@ -74,6 +74,11 @@ impl Server {
 
     /// Like `new`, with extra TOML appended to `[limits]`.
     pub fn with_extra_config(limits: &str) -> Server {
+        Self::with_config(limits, "")
+    }
+
+    /// Like `new`, with extra `[limits]` keys and extra sections at the end of the config.
+    pub fn with_config(limits: &str, tail: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let ports = Ports::pick();
         let config = dir.path().join("ringpost.toml");
@@ -103,6 +108,8 @@ metrics = "127.0.0.1:{metrics}"
 
 [limits]
 {limits}
+
+{tail}
 "#,
                 data = data.display(),
                 smtp = ports.smtp,
