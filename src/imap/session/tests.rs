@@ -189,7 +189,21 @@ fn select_and_examine_responses() {
         "{out}"
     );
     let out = run(&mut other, &st, "c STORE 1 +FLAGS (\\Seen)\r\n");
-    assert!(out.starts_with("c NO"), "{out}");
+    assert_eq!(out, "c OK Store ignored with read-only mailbox.\r\n");
+    let out = run(
+        &mut other,
+        &st,
+        "c2 STORE 1 (UNCHANGEDSINCE 9) +FLAGS (\\Seen)\r\n",
+    );
+    assert!(out.contains("c2 NO"), "{out}");
+    let out = run(&mut other, &st, "c3 EXPUNGE\r\n");
+    assert_eq!(out, "c3 OK Expunge completed.\r\n");
+    let out = run(&mut other, &st, "c4 MOVE 1 Trash\r\n");
+    assert!(out.starts_with("c4 NO"), "{out}");
+    assert_eq!(
+        st.with_mailbox("user", "INBOX", |m| m.messages()[0].flags()),
+        Some(0)
+    );
     let out = run(&mut other, &st, "d SELECT nosuch\r\n");
     assert_eq!(out, "d NO [NONEXISTENT] Mailbox doesn't exist.\r\n");
     // A failed SELECT leaves no mailbox selected.
