@@ -1037,3 +1037,32 @@ fn fetch_mime_items() {
         "{out}"
     );
 }
+
+#[test]
+fn international_mailbox_names() {
+    let st = store();
+    let mut s = login(&st);
+    let out = run(&mut s, &st, "a CREATE &AOk-t&AOk-\r\n");
+    assert_eq!(out, "a OK Create completed.\r\n");
+    assert!(st.with_mailbox("user", "été", |_| ()).is_some());
+    let out = run(&mut s, &st, "b LIST \"\" &AOk-*\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\HasNoChildren) \"/\" &AOk-t&AOk-\r\nb OK List completed.\r\n"
+    );
+    // Non-canonical modified UTF-7 ("a" encoded in base64) is refused.
+    let out = run(&mut s, &st, "c CREATE &AGE-\r\n");
+    assert!(out.starts_with("c NO [CANNOT]"), "{out}");
+    // IMAP4rev2 speaks UTF-8 names.
+    run(&mut s, &st, "d ENABLE IMAP4rev2\r\n");
+    let out = run(&mut s, &st, "e LIST \"\" \"é*\"\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\HasNoChildren) \"/\" \"été\"\r\ne OK List completed.\r\n"
+    );
+    let out = run(&mut s, &st, "f STATUS \"été\" (MESSAGES)\r\n");
+    assert_eq!(
+        out,
+        "* STATUS \"été\" (MESSAGES 0)\r\nf OK Status completed.\r\n"
+    );
+}
