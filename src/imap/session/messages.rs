@@ -119,7 +119,12 @@ impl Session {
             return Reply::bad("No mailbox selected.");
         };
         if sel.read_only {
-            return Reply::no("[READ-ONLY] Mailbox is read-only.");
+            // As Dovecot: a plain STORE is ignored, a conditional one fails.
+            return if unchanged_since.is_some() {
+                Reply::no("CONDSTORE failed: Mailbox is read-only.")
+            } else {
+                Reply::ok("Store ignored with read-only mailbox.")
+            };
         }
         let name = sel.name.clone();
         if unchanged_since.is_some() {
@@ -346,14 +351,13 @@ impl Session {
             return Reply::no("[TRYCREATE] Mailbox doesn't exist.");
         }
         let targets = self.targets(store, &indices);
-        let expunged = targets.len() < indices.len();
+        // Like Dovecot, copy nothing when some of the messages are already gone.
+        if targets.len() < indices.len() {
+            return Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+        }
         let uids: Vec<u32> = targets.iter().map(|t| t.uid).collect();
         if uids.is_empty() {
-            return if expunged {
-                Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.")
-            } else {
-                Reply::ok("No messages found.")
-            };
+            return Reply::ok("No messages found.");
         }
         if let Some(limit) = self.config.quota_bytes {
             if !is_move {
@@ -388,14 +392,7 @@ impl Session {
         }
         if is_move {
             self.untagged(&format!("OK {code}Moved UIDs."));
-            if expunged {
-                return Reply::no(
-                    "[EXPUNGEISSUED] Some of the requested messages no longer exist.",
-                );
-            }
             Reply::ok("Move completed.")
-        } else if expunged {
-            Reply::no("[EXPUNGEISSUED] Some of the requested messages no longer exist.")
         } else {
             Reply::ok(format!("{code}Copy completed."))
         }
@@ -425,7 +422,8 @@ impl Session {
             return Reply::bad("No mailbox selected.");
         };
         if sel.read_only {
-            return Reply::no("[READ-ONLY] Mailbox is read-only.");
+            // Silently ignored, as Dovecot does.
+            return Reply::ok("Expunge completed.");
         }
         let name = sel.name.clone();
         let account = self.account_name_ref().to_string();

@@ -189,7 +189,21 @@ fn select_and_examine_responses() {
         "{out}"
     );
     let out = run(&mut other, &st, "c STORE 1 +FLAGS (\\Seen)\r\n");
-    assert!(out.starts_with("c NO"), "{out}");
+    assert_eq!(out, "c OK Store ignored with read-only mailbox.\r\n");
+    let out = run(
+        &mut other,
+        &st,
+        "c2 STORE 1 (UNCHANGEDSINCE 9) +FLAGS (\\Seen)\r\n",
+    );
+    assert!(out.contains("c2 NO"), "{out}");
+    let out = run(&mut other, &st, "c3 EXPUNGE\r\n");
+    assert_eq!(out, "c3 OK Expunge completed.\r\n");
+    let out = run(&mut other, &st, "c4 MOVE 1 Trash\r\n");
+    assert!(out.starts_with("c4 NO"), "{out}");
+    assert_eq!(
+        st.with_mailbox("user", "INBOX", |m| m.messages()[0].flags()),
+        Some(0)
+    );
     let out = run(&mut other, &st, "d SELECT nosuch\r\n");
     assert_eq!(out, "d NO [NONEXISTENT] Mailbox doesn't exist.\r\n");
     // A failed SELECT leaves no mailbox selected.
@@ -1021,5 +1035,34 @@ fn fetch_mime_items() {
     assert!(
         out.starts_with("* 1 FETCH (BODY ((\"text\" \"plain\""),
         "{out}"
+    );
+}
+
+#[test]
+fn international_mailbox_names() {
+    let st = store();
+    let mut s = login(&st);
+    let out = run(&mut s, &st, "a CREATE &AOk-t&AOk-\r\n");
+    assert_eq!(out, "a OK Create completed.\r\n");
+    assert!(st.with_mailbox("user", "été", |_| ()).is_some());
+    let out = run(&mut s, &st, "b LIST \"\" &AOk-*\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\HasNoChildren) \"/\" &AOk-t&AOk-\r\nb OK List completed.\r\n"
+    );
+    // Non-canonical modified UTF-7 ("a" encoded in base64) is refused.
+    let out = run(&mut s, &st, "c CREATE &AGE-\r\n");
+    assert!(out.starts_with("c NO [CANNOT]"), "{out}");
+    // IMAP4rev2 speaks UTF-8 names.
+    run(&mut s, &st, "d ENABLE IMAP4rev2\r\n");
+    let out = run(&mut s, &st, "e LIST \"\" \"é*\"\r\n");
+    assert_eq!(
+        out,
+        "* LIST (\\HasNoChildren) \"/\" \"été\"\r\ne OK List completed.\r\n"
+    );
+    let out = run(&mut s, &st, "f STATUS \"été\" (MESSAGES)\r\n");
+    assert_eq!(
+        out,
+        "* STATUS \"été\" (MESSAGES 0)\r\nf OK Status completed.\r\n"
     );
 }
