@@ -479,3 +479,71 @@ mod tests {
         assert!(matches!(err, Err(AccountError::Exists(_))));
     }
 }
+
+/// Successful logins remembered per executor, so a client that logs in again (POP3 polling,
+/// one IMAP connection per folder) costs one HMAC instead of an argon2 run. Entries hold an
+/// HMAC of the password under a key made at start-up, never the password, and are dropped
+/// as soon as the stored hash changes (`ringpost user passwd`).
+pub struct AuthCache {
+    key: ring::hmac::Key,
+    entries: std::collections::HashMap<String, (String, ring::hmac::Tag)>,
+}
+
+impl AuthCache {
+    /// An empty cache with a fresh random key.
+    pub fn new() -> AuthCache {
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>())
+        });
+        AuthCache {
+            key,
+            entries: Default::default(),
+        }
+    }
+
+    /// Whether `account` logged in with this `password` against this `hash` before.
+    pub fn check(&self, account: &str, hash: &str, password: &str) -> bool {
+        match self.entries.get(account) {
+            Some((h, tag)) if h == hash => {
+                ring::hmac::verify(&self.key, password.as_bytes(), tag.as_ref()).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Remembers a successful verification.
+    pub fn remember(&mut self, account: &str, hash: &str, password: &str) {
+        if self.entries.len() >= 100_000 {
+            self.entries.clear(); // crude bound; a miss only costs one real verification
+        }
+        let tag = ring::hmac::sign(&self.key, password.as_bytes());
+        self.entries
+            .insert(account.to_string(), (hash.to_string(), tag));
+    }
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod auth_cache_tests {
+    use super::AuthCache;
+
+    #[test]
+    fn cache_hits_only_for_same_password_and_hash() {
+        let mut c = AuthCache::new();
+        assert!(!c.check("a@x", "h1", "pw"));
+        c.remember("a@x", "h1", "pw");
+        assert!(c.check("a@x", "h1", "pw"));
+        assert!(!c.check("a@x", "h1", "pW"));
+        assert!(
+            !c.check("a@x", "h2", "pw"),
+            "a changed hash invalidates the entry"
+        );
+        assert!(!c.check("b@x", "h1", "pw"));
+    }
+}

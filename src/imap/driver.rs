@@ -27,7 +27,7 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, conn: Conn) {
         tls_available: true,
         implicit_tls: kind.implicit_tls(),
         max_literal: l.max_message_size,
-        max_line: l.max_line_length.max(8192),
+        max_line: l.max_line_length.max(65536),
         ..SessionConfig::default()
     };
     let session = Session::new(cfg, conn.is_tls());

@@ -63,6 +63,7 @@ pub struct Exec {
     pub active_sessions: Cell<usize>,
     /// Recent failed logins per client address, to slow down password guessing.
     auth_failures: RefCell<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+    auth_cache: RefCell<crate::accounts::AuthCache>,
 }
 
 impl Exec {
@@ -107,8 +108,16 @@ impl Exec {
         let hash = crate::accounts::normalize(user)
             .ok()
             .and_then(|a| db.accounts.get(&a).map(|acct| (a, acct.hash.clone())));
-        let password = password.to_string();
         let started = std::time::Instant::now();
+        if let Some((a, h)) = &hash {
+            if self.auth_cache.borrow().check(a, h, password) {
+                crate::metrics::record(crate::metrics::Metric::AuthVerify, started.elapsed());
+                return Some(a.clone());
+            }
+        }
+        let remember = hash.clone();
+        let password_copy = password.to_string();
+        let password = password.to_string();
         let ok = glommio::executor()
             .spawn_blocking(move || match hash {
                 Some((a, h)) => crate::accounts::verify_password(&h, &password).then_some(a),
@@ -120,6 +129,11 @@ impl Exec {
             })
             .await;
         crate::metrics::record(crate::metrics::Metric::AuthVerify, started.elapsed());
+        if let (Some(_), Some((a, h))) = (&ok, remember) {
+            self.auth_cache
+                .borrow_mut()
+                .remember(&a, &h, &password_copy);
+        }
         if ok.is_none() {
             crate::metrics::incr(crate::metrics::Counter::AuthFailures, 1);
         }
@@ -244,6 +258,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         maildrop_locks: RefCell::new(HashSet::new()),
         active_sessions: Cell::new(0),
         auth_failures: RefCell::new(HashMap::new()),
+        auth_cache: RefCell::new(crate::accounts::AuthCache::new()),
     });
     {
         let exec = exec.clone();
