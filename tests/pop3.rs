@@ -10,7 +10,14 @@ fn poplib_dialogue_and_dele_survives_restart() {
     s.python("pop3_clients.py", &["full"]);
     s.kill9();
     s.spawn();
-    s.python("pop3_clients.py", &["after-restart"]);
+    let out = s.python_output("pop3_clients.py", &["after-restart"]);
+    assert!(
+        out.status.success(),
+        "after restart: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.log_text()
+    );
 }
 
 #[test]

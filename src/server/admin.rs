@@ -35,7 +35,7 @@ pub fn bind(exec: &Rc<Exec>) -> Result<Vec<glommio::Task<()>>, String> {
         collector(exec),
     )));
     if let Some(addr) = exec.shared.cfg.listen.metrics {
-        let tcp = glommio::net::TcpListener::bind(addr)
+        let tcp = super::listeners::bind(addr)
             .map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
         tasks.push(glommio::spawn_local(metrics::serve_http(
             tcp,

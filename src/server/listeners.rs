@@ -19,8 +19,8 @@ pub struct Listeners {
 pub fn bind_all(exec: &Rc<Exec>) -> Result<Listeners, String> {
     let mut tasks = Vec::new();
     for (kind, addr) in exec.shared.cfg.listen.all() {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr} ({}): {e}", kind.name()))?;
+        let listener =
+            bind(addr).map_err(|e| format!("cannot listen on {addr} ({}): {e}", kind.name()))?;
         let exec = exec.clone();
         tasks.push(glommio::spawn_local(accept_loop(exec, kind, listener)));
     }
@@ -28,6 +28,22 @@ pub fn bind_all(exec: &Rc<Exec>) -> Result<Listeners, String> {
         tasks.extend(crate::server::admin::bind(exec)?);
     }
     Ok(Listeners { _tasks: tasks })
+}
+
+/// Binds a listening socket shared by every executor (SO_REUSEPORT). SO_REUSEADDR lets a
+/// restart bind while connections of the previous run linger in TIME_WAIT.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::unix::io::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_cloexec(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    // SAFETY: a freshly made listening socket whose ownership moves into the listener.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {

@@ -175,6 +175,9 @@ metrics = "127.0.0.1:{metrics}"
 
     /// (Re)starts the server process.
     pub fn spawn(&mut self) {
+        // Ports alone can fool us after a kill -9: the dead server's io_uring keeps its
+        // listening sockets alive for a moment. The log line is the real signal.
+        let ready_before = self.log_text().matches("ringpost ready").count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -210,6 +213,17 @@ metrics = "127.0.0.1:{metrics}"
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
+        }
+        while self.log_text().matches("ringpost ready").count() <= ready_before {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited early ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not get ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
