@@ -37,15 +37,23 @@ pub struct Ports {
 
 impl Ports {
     fn pick() -> Ports {
+        // Hold every socket until all are picked, so no port comes up twice.
+        let held: Vec<TcpListener> = (0..8)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let p: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         Ports {
-            smtp: free_port(),
-            submission: free_port(),
-            submissions: free_port(),
-            imap: free_port(),
-            imaps: free_port(),
-            pop3: free_port(),
-            pop3s: free_port(),
-            metrics: free_port(),
+            smtp: p[0],
+            submission: p[1],
+            submissions: p[2],
+            imap: p[3],
+            imaps: p[4],
+            pop3: p[5],
+            pop3s: p[6],
+            metrics: p[7],
         }
     }
 }
@@ -163,7 +171,8 @@ metrics = "127.0.0.1:{metrics}"
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        // A command that fails early never reads its input: its exit status tells why.
+        let _ = c.stdin.take().unwrap().write_all(stdin.as_bytes());
         c.wait_with_output().unwrap()
     }
 
