@@ -9,10 +9,10 @@ pub mod dsn;
 use crate::server::Exec;
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Retry schedule after each failed attempt; past the end, the message bounces.
 const BACKOFF: &[u64] = &[
@@ -47,45 +47,30 @@ thread_local! {
     static WAKE: RefCell<Option<std::task::Waker>> = const { RefCell::new(None) };
 }
 
-#[derive(Default)]
-struct Retry {
-    attempts: usize,
-    next: Option<Instant>,
-    running: bool,
-}
-
-/// The delivery loop of one executor: runs until the executor stops.
+/// The delivery loop of one executor: runs until the executor stops. Attempt counts and
+/// next-attempt times live in the queue records, so backoff survives restarts.
 pub async fn run(exec: Rc<Exec>) {
-    let state: Rc<RefCell<HashMap<(u32, u64), Retry>>> = Default::default();
+    let running: Rc<RefCell<HashSet<(u32, u64)>>> = Default::default();
     let tls = client::opportunistic_tls();
     loop {
+        let now = crate::delivery::unix_now();
         for shard in exec.shards.values() {
             for item in shard.queue_pending() {
                 let key = (shard.id(), item.id);
-                {
-                    let mut st = state.borrow_mut();
-                    let r = st.entry(key).or_default();
-                    if r.running || r.next.is_some_and(|n| n > Instant::now()) {
-                        continue;
-                    }
-                    r.running = true;
+                if item.next_attempt > now || !running.borrow_mut().insert(key) {
+                    continue;
                 }
-                let (exec, state, tls, shard) =
-                    (exec.clone(), state.clone(), tls.clone(), shard.clone());
+                let (exec, running, tls, shard) =
+                    (exec.clone(), running.clone(), tls.clone(), shard.clone());
                 glommio::spawn_local(async move {
-                    let attempts = state.borrow().get(&key).map(|r| r.attempts).unwrap_or(0);
-                    let done = attempt(&exec, &shard, &item, attempts, tls).await;
-                    let mut st = state.borrow_mut();
-                    if done {
-                        st.remove(&key);
-                    } else if let Some(r) = st.get_mut(&key) {
-                        r.running = false;
-                        r.next = Some(
-                            Instant::now()
-                                + Duration::from_secs(BACKOFF[r.attempts.min(BACKOFF.len() - 1)]),
-                        );
-                        r.attempts += 1;
+                    if !attempt(&exec, &shard, &item, tls).await {
+                        let wait = BACKOFF[(item.attempts as usize).min(BACKOFF.len() - 1)];
+                        let next = crate::delivery::unix_now() + wait as i64;
+                        if let Err(e) = shard.queue_retry(item.id, item.attempts + 1, next).await {
+                            tracing::error!(id = item.id, error = %e, "cannot record retry");
+                        }
                     }
+                    running.borrow_mut().remove(&key);
                 })
                 .detach();
             }
@@ -108,7 +93,6 @@ async fn attempt(
     exec: &Rc<Exec>,
     shard: &storage::Shard,
     item: &storage::QueueItem,
-    attempts: usize,
     tls: std::sync::Arc<rustls::ClientConfig>,
 ) -> bool {
     let body = match shard.read_body(item.body).await {
@@ -215,18 +199,21 @@ async fn attempt(
             None => retry.extend(rcpts.iter().map(|r| (r.clone(), format!("451 {last_err}")))),
         }
     }
-    let give_up = attempts + 1 >= BACKOFF.len();
+    let give_up = item.attempts as usize + 1 >= BACKOFF.len();
     if give_up {
         failed.append(&mut retry);
     }
     if !retry.is_empty() {
         if retry.len() == item.rcpts.len() && failed.is_empty() {
-            tracing::info!(id = item.id, attempts = attempts + 1, "deferred");
+            tracing::info!(id = item.id, attempts = item.attempts + 1, "deferred");
             return false;
         }
         // Some recipients are done: requeue only the rest so nobody gets the message twice.
         let rest: Vec<String> = retry.iter().map(|(r, _)| r.clone()).collect();
-        if let Err(e) = shard.queue_add(&item.sender, &rest, &[body.clone()]).await {
+        if let Err(e) = shard
+            .queue_add(&item.sender, &rest, std::slice::from_ref(&body))
+            .await
+        {
             tracing::error!(id = item.id, error = %e, "cannot requeue");
             return false;
         }
