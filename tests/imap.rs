@@ -2,7 +2,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 #[test]
 fn imaplib_full_client_dialogue() {
@@ -13,45 +12,13 @@ fn imaplib_full_client_dialogue() {
 #[test]
 fn curl_reads_mail_over_imap_and_imaps() {
     let s = Server::new().start();
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &format!("127.0.0.1:{}", s.ports.smtp),
-            "--to",
-            "alice@example.org",
-        ])
-        .args([
-            "--from",
-            "x@remote.example",
-            "--header",
-            "Subject: for curl",
-            "--body",
-            "curl body line",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    s.swaks_deliver("alice@example.org", "curl body line");
     for url in [
         format!("imap://127.0.0.1:{}/INBOX;UID=1", s.ports.imap),
         format!("imaps://127.0.0.1:{}/INBOX;UID=1", s.ports.imaps),
     ] {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "-k",
-                "--ssl-reqd",
-                "--user",
-                "alice@example.org:alice-pw",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        let body = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && body.contains("curl body line"),
-            "{url}: {body} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let body = curl_get(&url, "alice@example.org:alice-pw");
+        assert!(body.contains("curl body line"), "{url}: {body}");
     }
 }
 

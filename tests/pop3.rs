@@ -2,7 +2,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 #[test]
 fn poplib_dialogue_and_dele_survives_restart() {
@@ -23,38 +22,13 @@ fn poplib_dialogue_and_dele_survives_restart() {
 #[test]
 fn curl_pop3_and_pop3s() {
     let s = Server::new().start();
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            &format!("127.0.0.1:{}", s.ports.smtp),
-            "--to",
-            "carol@example.org",
-        ])
-        .args(["--from", "x@remote.example", "--body", "pop body line"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    s.swaks_deliver("carol@example.org", "pop body line");
     for url in [
         format!("pop3://127.0.0.1:{}/1", s.ports.pop3),
         format!("pop3s://127.0.0.1:{}/1", s.ports.pop3s),
     ] {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "-k",
-                "--ssl-reqd",
-                "--user",
-                "carol@example.org:carol-pw",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        let body = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && body.contains("pop body line"),
-            "{url}: {body} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let body = curl_get(&url, "carol@example.org:carol-pw");
+        assert!(body.contains("pop body line"), "{url}: {body}");
     }
 }
 

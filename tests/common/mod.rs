@@ -378,3 +378,35 @@ impl Raw {
         String::from_utf8_lossy(&v).into()
     }
 }
+
+impl Server {
+    /// Delivers one message over the MX port with swaks.
+    pub fn swaks_deliver(&self, to: &str, body: &str) {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{}", self.ports.smtp)])
+            .args(["--to", to, "--from", "x@remote.example", "--body", body])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "swaks: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// Fetches a URL with curl (TLS required, certificate not checked); asserts success and
+/// returns the body.
+pub fn curl_get(url: &str, user: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "--ssl-reqd", "--user", user, url])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{url}: {body} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    body
+}
