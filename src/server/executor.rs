@@ -283,7 +283,9 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         .detach()
     };
     let outbound = glommio::spawn_local(crate::outbound::run(exec.clone()));
-    if id == 0 {
+    // The last executor to finish recovery and bind its listeners announces readiness.
+    let ready = shared.ready.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+    if ready == shared.executors {
         tracing::info!(
             executors = shared.executors,
             shards = shared.shards,

@@ -61,6 +61,8 @@ pub struct Shared {
     pub executors: usize,
     /// Set by SIGTERM/SIGINT.
     pub shutdown: shards::Shutdown,
+    /// Executors that finished start-up.
+    pub ready: std::sync::atomic::AtomicUsize,
 }
 
 /// Installs the tracing subscriber: RUST_LOG wins over `server.log`.
@@ -109,6 +111,7 @@ pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
         shards: manifest.shards,
         executors,
         shutdown,
+        ready: Default::default(),
     });
     let opts = shards::PoolOptions {
         executors,
