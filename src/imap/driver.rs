@@ -45,7 +45,8 @@ impl Handoff for ImapHandoff {
         let h = *self;
         glommio::spawn_local(async move {
             let _guard = exec.session_guard();
-            run(exec, Conn::from_parts(h.parts), h.session).await;
+            let conn = Conn::from_parts(h.parts);
+            crate::server::executor::contain_panics("imap", run(exec, conn, h.session)).await;
         })
         .detach();
     }

@@ -45,7 +45,8 @@ impl Handoff for Pop3Handoff {
         glommio::spawn_local(async move {
             let _guard = exec.session_guard();
             let conn = Conn::from_parts(h.parts);
-            run(exec, conn, h.session, h.inbuf, Some(h.pending)).await;
+            let session = run(exec, conn, h.session, h.inbuf, Some(h.pending));
+            crate::server::executor::contain_panics("pop3", session).await;
         })
         .detach();
     }

@@ -284,7 +284,10 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
     };
     let outbound = glommio::spawn_local(crate::outbound::run(exec.clone()));
     // The last executor to finish recovery and bind its listeners announces readiness.
-    let ready = shared.ready.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+    let ready = shared
+        .ready
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+        + 1;
     if ready == shared.executors {
         tracing::info!(
             executors = shared.executors,
@@ -307,4 +310,13 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Runs a session future so that a panic in it costs only that connection: glommio does not
+/// catch panics in tasks, and an unwinding executor would take every session on it along.
+pub async fn contain_panics(what: &'static str, session: impl std::future::Future<Output = ()>) {
+    let session = std::panic::AssertUnwindSafe(session);
+    if futures::FutureExt::catch_unwind(session).await.is_err() {
+        tracing::error!(session = what, "session panicked; connection dropped");
+    }
 }

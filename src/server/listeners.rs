@@ -73,7 +73,8 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
                         return;
                     }
                 };
-                serve_connection(exec, kind, conn).await;
+                super::executor::contain_panics(kind.name(), serve_connection(exec, kind, conn))
+                    .await;
                 metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
             },
             span,
