@@ -64,6 +64,15 @@ fn imap_attacks() {
     assert_survived(&mut s);
 }
 
+/// Mutated protocol commands on every listener for 15 s (fixed seed).
+#[test]
+fn wire_fuzzing() {
+    let mut s = attack_server("");
+    s.swaks_deliver("alice@example.org", "a message to fuzz with");
+    s.python("attack_fuzz.py", &["15", "7"]);
+    assert_survived(&mut s);
+}
+
 #[test]
 fn password_guessing_floods() {
     let mut s = attack_server("");
