@@ -64,6 +64,15 @@ fn imap_attacks() {
     assert_survived(&mut s);
 }
 
+/// Silent SMTP and POP3 sessions are closed after the idle timeout, also once a POP3 login
+/// moved the connection to the executor that owns the account.
+#[test]
+fn idle_sessions_time_out_everywhere() {
+    let mut s = attack_server("idle_timeout_secs = 2");
+    s.python("attack_idle.py", &[]);
+    assert_survived(&mut s);
+}
+
 /// Mutated protocol commands on every listener for 15 s (fixed seed).
 #[test]
 fn wire_fuzzing() {

@@ -22,6 +22,7 @@ pub struct ConnParts {
     pending_ciphertext: Vec<u8>,
     peer: SocketAddr,
     slot: Option<Slot>,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConnParts {
@@ -44,6 +45,8 @@ pub struct Conn {
     out: Vec<u8>,
     /// The connection's place in the server-wide connection count, if it took one.
     slot: Option<Slot>,
+    /// Read/write timeout, re-applied when the connection moves to another executor.
+    timeout: Option<Duration>,
 }
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -62,6 +65,7 @@ impl Conn {
             peer,
             out: Vec::new(),
             slot: None,
+            timeout: None,
         })
     }
 
@@ -81,8 +85,10 @@ impl Conn {
         self.tls.is_some()
     }
 
-    /// Read timeout: a read that waits longer fails with `TimedOut`.
-    pub fn set_timeout(&self, d: Duration) -> io::Result<()> {
+    /// Read and write timeout: an operation that waits longer fails with `TimedOut`. It stays
+    /// with the connection when it moves to another executor.
+    pub fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
+        self.timeout = Some(d);
         self.stream
             .set_read_timeout(Some(d))
             .map_err(io::Error::from)?;
@@ -285,14 +291,20 @@ impl Conn {
             pending_ciphertext: self.pending_ciphertext,
             peer: self.peer,
             slot: self.slot,
+            timeout: self.timeout,
         })
     }
 
-    /// Rebuilds a connection on the current executor.
+    /// Rebuilds a connection on the current executor, with the timeout it had.
     pub fn from_parts(parts: ConnParts) -> Conn {
         use std::os::unix::io::IntoRawFd;
         // SAFETY: the fd came from into_parts and ownership moves into the stream.
         let stream = unsafe { TcpStream::from_raw_fd(parts.fd.into_raw_fd()) };
+        if let Some(d) = parts.timeout {
+            // Setting a non-zero timeout cannot fail.
+            let _ = stream.set_read_timeout(Some(d));
+            let _ = stream.set_write_timeout(Some(d));
+        }
         Conn {
             stream,
             tls: parts.tls,
@@ -300,6 +312,7 @@ impl Conn {
             peer: parts.peer,
             out: Vec::new(),
             slot: parts.slot,
+            timeout: parts.timeout,
         }
     }
 }
