@@ -245,6 +245,13 @@ const fn st(class: u8, subject: u16, detail: u16) -> EnhancedStatus {
 const NEED_MAIL: Canned = Canned(503, st(5, 5, 1), "Error: need MAIL command");
 const NO_RCPTS: Canned = Canned(554, st(5, 5, 1), "Error: no valid recipients");
 const BDAT_SYNTAX: Canned = Canned(501, st(5, 5, 4), "Syntax: BDAT <size> [LAST]");
+/// A chunk of a BDAT transaction that already failed (RFC 3030 §2: pipelined chunks after the
+/// failure are read and thrown away). Not counted as a client error.
+const DISCARDED: Canned = Canned(
+    503,
+    st(5, 5, 1),
+    "Error: message already refused, chunk discarded",
+);
 const NO_MEMORY: Canned = Canned(
     452,
     st(4, 3, 1),
@@ -304,6 +311,9 @@ pub struct Session {
     closing: bool,
     /// The server is short of memory for message data: new messages are refused for now.
     memory_pressure: bool,
+    /// A BDAT transaction failed before its LAST chunk: the chunks still coming are
+    /// discarded until LAST or another command.
+    bdat_failed: bool,
     out: Vec<u8>,
     completed: Vec<CommandKind>,
 }
@@ -325,6 +335,7 @@ impl Session {
             errors: 0,
             closing: false,
             memory_pressure: false,
+            bdat_failed: false,
             out: Vec::with_capacity(512),
             completed: Vec::new(),
         }
@@ -630,6 +641,7 @@ impl Session {
             }
             CommandError::Bdat { size: Some(size) } => {
                 // The chunk still follows on the wire: skip it, and the message is lost.
+                self.bdat_failed |= self.tx.is_some();
                 self.tx = None;
                 self.mode = Mode::Chunk {
                     remaining: size,
@@ -659,6 +671,13 @@ impl Session {
         parsed: Result<Command<'_>, CommandError>,
         dir: &dyn Directory,
     ) -> Option<Action> {
+        let is_bdat = matches!(
+            parsed,
+            Ok(Command::Bdat { .. }) | Err(CommandError::Bdat { .. })
+        );
+        if !is_bdat {
+            self.bdat_failed = false;
+        }
         let cmd = match parsed {
             Ok(c) => c,
             Err(e) => {
@@ -937,6 +956,10 @@ impl Session {
     fn bdat(&mut self, size: u64, last: bool) {
         let limits = self.cfg.data_limits();
         let reject = match self.tx.as_mut() {
+            None if self.bdat_failed => {
+                self.bdat_failed = !last;
+                Some(DISCARDED)
+            }
             None => Some(NEED_MAIL),
             Some(tx) if tx.rcpt_count() == 0 => Some(NO_RCPTS),
             Some(tx) if tx.bdat.is_none() && self.memory_pressure => Some(NO_MEMORY),
@@ -955,7 +978,9 @@ impl Session {
         if reject.is_some() {
             // RFC 3030 §2: a refused chunk is still read and thrown away, and the
             // transaction (if any) has failed.
-            self.tx = None;
+            if self.tx.take().is_some() {
+                self.bdat_failed = !last;
+            }
         }
         self.mode = Mode::Chunk {
             remaining: size,
@@ -1126,7 +1151,11 @@ impl Session {
             return None;
         };
         if let Some(r) = reject {
-            self.canned(r);
+            if r == DISCARDED {
+                write_reply(&mut self.out, r.0, Some(r.1), r.2);
+            } else {
+                self.canned(r);
+            }
             self.completed.push(CommandKind::Bdat);
             return None;
         }
@@ -1141,6 +1170,7 @@ impl Session {
             .map_or((None, 0), |r| (r.error(), r.size()));
         if let Some(e) = error {
             self.tx = None;
+            self.bdat_failed = !last;
             self.data_error(e);
             self.completed.push(CommandKind::Bdat);
             return None;

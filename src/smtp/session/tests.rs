@@ -972,6 +972,31 @@ fn shed_message_is_read_to_its_end_and_refused_with_452() {
 }
 
 #[test]
+fn pipelined_chunks_after_a_failed_bdat_are_discarded_without_421() {
+    let mut cfg = config(ListenerKind::Mx);
+    cfg.max_message_size = 10;
+    let mut s = session_with(cfg, false);
+    let mut input =
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\n".to_vec();
+    for _ in 0..30 {
+        input.extend_from_slice(b"BDAT 8\r\n01234567");
+    }
+    input.extend_from_slice(b"BDAT 1 LAST\r\nxNOOP\r\nBDAT 1 LAST\r\nx");
+    let (out, envs) = converse(&mut s, &input);
+    assert!(envs.is_empty());
+    let c = codes(&out);
+    // Chunk 2 breaks the limit; the 29 chunks after it (LAST included) are thrown away
+    // without counting as client errors; the NOOP is answered; a BDAT outside any
+    // transaction is an error again.
+    assert_eq!(&c[3..6], ["250 2.0.0", "552 5.3.4", "503 5.5.1"]);
+    assert_eq!(c.iter().filter(|c| *c == "503 5.5.1").count(), 30, "{c:?}");
+    assert_eq!(&c[c.len() - 2..], ["250 2.0.0", "503 5.5.1"]);
+    assert!(!s.wants_close(), "{out}");
+    assert!(out.contains("chunk discarded"));
+    assert!(out.ends_with("Error: need MAIL command\r\n"), "{out}");
+}
+
+#[test]
 fn sasl_line_limit_is_larger_than_command_limit() {
     let mut s = session(ListenerKind::Submission, true);
     feed(&mut s, b"EHLO c\r\nAUTH PLAIN\r\n");
