@@ -44,8 +44,11 @@ pub enum SearchKey<'a> {
     Keyword(&'a [u8]),
     /// The keyword is not set.
     Unkeyword(&'a [u8]),
-    /// A header field (name, substring) contains the string; `From`, `To` etc. are this too.
+    /// A header field (name, substring) contains the string (`HEADER`, `SUBJECT`).
     Header(Cow<'a, [u8]>, Cow<'a, [u8]>),
+    /// An address field (`From`, `To`, `Cc`, `Bcc`) contains the string in its normalised form
+    /// (`Name <local@domain>, ...`), as Dovecot matches `FROM` / `TO` / `CC` / `BCC`.
+    Address(&'static str, Cow<'a, [u8]>),
     /// Body text contains the string.
     Body(Cow<'a, [u8]>),
     /// Header or body contains the string.
@@ -112,6 +115,11 @@ pub trait ContentMatcher {
     /// Whether header `field` contains `needle` (case-insensitive, decoded); an empty needle
     /// matches any message having the field.
     fn header_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool;
+    /// Whether address field `field`, parsed and written back as `Name <local@domain>, ...`,
+    /// contains `needle`; by default the same as [`ContentMatcher::header_contains`].
+    fn address_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool {
+        self.header_contains(msg, field, needle)
+    }
     /// Whether the decoded body text contains `needle`.
     fn body_contains(&self, msg: &[u8], needle: &str) -> bool;
     /// Whether header or body contains `needle`.
@@ -126,6 +134,9 @@ pub struct MimeMatcher;
 impl ContentMatcher for MimeMatcher {
     fn header_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool {
         super::mime::header_value_contains(msg, field, needle)
+    }
+    fn address_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool {
+        super::mime::address_value_contains(msg, field, needle)
     }
     fn body_contains(&self, msg: &[u8], needle: &str) -> bool {
         super::mime::body_contains(msg, needle)
@@ -145,6 +156,7 @@ impl<'a> SearchKey<'a> {
     pub fn needs_body(&self) -> bool {
         match self {
             SearchKey::Header(..)
+            | SearchKey::Address(..)
             | SearchKey::Body(_)
             | SearchKey::Text(_)
             | SearchKey::SentBefore(_)
@@ -202,6 +214,9 @@ impl<'a> SearchKey<'a> {
             SearchKey::Header(field, needle) => m.body.is_some_and(|b| {
                 content.header_contains(b, &String::from_utf8_lossy(field), &lossy(needle))
             }),
+            SearchKey::Address(field, needle) => m
+                .body
+                .is_some_and(|b| content.address_contains(b, field, &lossy(needle))),
             SearchKey::Body(needle) => m
                 .body
                 .is_some_and(|b| content.body_contains(b, &lossy(needle))),
@@ -289,16 +304,19 @@ pub(crate) fn parse_key<'a>(c: &mut Cursor<'a>, depth: u32) -> LexResult<SearchK
             c.sp()?;
             SearchKey::Unkeyword(c.atom()?)
         }
-        b"BCC" | b"CC" | b"FROM" | b"TO" | b"SUBJECT" => {
+        b"BCC" | b"CC" | b"FROM" | b"TO" => {
             c.sp()?;
-            let field: &'static [u8] = match upper.as_slice() {
-                b"BCC" => b"Bcc",
-                b"CC" => b"Cc",
-                b"FROM" => b"From",
-                b"TO" => b"To",
-                _ => b"Subject",
+            let field = match upper.as_slice() {
+                b"BCC" => "Bcc",
+                b"CC" => "Cc",
+                b"FROM" => "From",
+                _ => "To",
             };
-            SearchKey::Header(Cow::Borrowed(field), c.astring()?)
+            SearchKey::Address(field, c.astring()?)
+        }
+        b"SUBJECT" => {
+            c.sp()?;
+            SearchKey::Header(Cow::Borrowed(b"Subject"), c.astring()?)
         }
         b"HEADER" => {
             c.sp()?;
