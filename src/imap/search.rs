@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::lexer::{Cursor, LexResult};
+use super::localtime::local_day;
 use super::sequence::SequenceSet;
 
 /// Deepest nesting of parentheses / NOT / OR accepted, so a hostile command cannot blow the stack.
@@ -202,9 +203,11 @@ impl<'a> SearchKey<'a> {
             SearchKey::Unkeyword(k) => !keyword_bit(m.keywords, k).is_some_and(has),
             SearchKey::Larger(n) => m.size > *n,
             SearchKey::Smaller(n) => m.size < *n,
-            SearchKey::Before(d) => day_of(m.internal_date) < *d,
-            SearchKey::On(d) => day_of(m.internal_date) == *d,
-            SearchKey::Since(d) => day_of(m.internal_date) >= *d,
+            // The store keeps no zone for internal dates: compare local calendar days, as
+            // Dovecot does (and as FETCH INTERNALDATE shows them).
+            SearchKey::Before(d) => local_day(m.internal_date) < *d,
+            SearchKey::On(d) => local_day(m.internal_date) == *d,
+            SearchKey::Since(d) => local_day(m.internal_date) >= *d,
             SearchKey::Uid(set) => set.contains(m.uid, m.max_uid),
             SearchKey::Seq(set) => set.contains(m.seq, m.max_seq),
             SearchKey::ModSeq(n) => m.modseq >= *n,
@@ -242,7 +245,12 @@ fn sent_day(m: &MessageContext<'_>, content: &impl ContentMatcher) -> Option<i64
     // RFC 3501 compares the Date: header's date disregarding time and zone; when the header
     // is missing or unparsable, the internal date stands in (as Dovecot does).
     let b = m.body?;
-    Some(day_of(content.sent_date(b).unwrap_or(m.internal_date)))
+    Some(
+        content
+            .sent_date(b)
+            .map(day_of)
+            .unwrap_or_else(|| local_day(m.internal_date)),
+    )
 }
 
 /// The flag bit of keyword `k` in `keywords` (case-insensitive), if the mailbox knows it.
@@ -428,7 +436,8 @@ mod tests {
             recent: true,
             modseq: 5,
             size: 100,
-            internal_date: 86400 * 31,
+            // Noon UTC: the same local day in every zone within ±12 h.
+            internal_date: 86400 * 31 + 43200,
             max_seq: 3,
             max_uid: 12,
             keywords: kw,
