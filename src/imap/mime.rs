@@ -80,7 +80,15 @@ pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
         None => Some(node.body().to_vec()),
         Some(SectionText::Mime) => Some(node.header().to_vec()),
         Some(text) => match &node.kind {
-            Kind::Message(inner) => message_section(inner.header(), inner.body(), text),
+            // The encapsulated message is the part's whole (decoded) body: its TEXT runs to
+            // the end of the part, epilogue of an inner multipart included.
+            Kind::Message(inner) => match decode_transfer(node) {
+                Ok(content) => {
+                    let hlen = header_len(&content);
+                    message_section(&content[..hlen], &content[hlen..], text)
+                }
+                Err(_) => message_section(inner.header(), inner.body(), text),
+            },
             _ => None,
         },
     }
@@ -116,6 +124,69 @@ pub fn header_value_contains(msg: &[u8], field: &str, needle: &str) -> bool {
         .into_iter()
         .filter(|f| f.name.eq_ignore_ascii_case(field.as_bytes()))
         .any(|f| needle.is_empty() || fold(&decode_header_value(f.value)).contains(&needle))
+}
+
+/// SEARCH FROM / TO / CC / BCC: does an address field, parsed and written back in normal form
+/// (`Name <local@domain>`, groups as `group: ...;`, comments and routes dropped), contain
+/// `needle` case-insensitively? So `<user (c)@ (c) domain.org>` is found as
+/// `user@domain.org`, as Dovecot does. An empty needle matches if the field exists.
+pub fn address_value_contains(msg: &[u8], field: &str, needle: &str) -> bool {
+    let needle = fold(needle);
+    fields(&msg[..header_len(msg)])
+        .into_iter()
+        .filter(|f| f.name.eq_ignore_ascii_case(field.as_bytes()))
+        .any(|f| {
+            needle.is_empty() || fold(&normalized_addresses(&unfold(f.value))).contains(&needle)
+        })
+}
+
+/// An address list written back as text: `Name <local@domain>, local@domain, group: a@b;`.
+fn normalized_addresses(value: &[u8]) -> String {
+    let mut out = String::new();
+    let mut in_group = false;
+    let mut first_in_group = false;
+    for a in parse_addresses(value) {
+        match (&a.name, &a.mailbox, &a.host) {
+            // Group end.
+            (None, None, None) => {
+                out.push(';');
+                in_group = false;
+            }
+            // Group start: (NIL NIL name NIL).
+            (None, Some(group), None) => {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                out.push_str(&decode_header_value(group));
+                out.push(':');
+                in_group = true;
+                first_in_group = true;
+            }
+            (name, mailbox, host) => {
+                if in_group && first_in_group {
+                    out.push(' ');
+                    first_in_group = false;
+                } else if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                let spec = format!(
+                    "{}@{}",
+                    String::from_utf8_lossy(mailbox.as_deref().unwrap_or_default()),
+                    String::from_utf8_lossy(host.as_deref().unwrap_or_default())
+                );
+                match name {
+                    Some(n) => {
+                        out.push_str(&decode_header_value(n));
+                        out.push_str(" <");
+                        out.push_str(&spec);
+                        out.push('>');
+                    }
+                    None => out.push_str(&spec),
+                }
+            }
+        }
+    }
+    out
 }
 
 /// SEARCH BODY: does the decoded text of the body (text parts after transfer and charset
@@ -2123,6 +2194,24 @@ mod tests {
         assert!(header_value_contains(m, "From", "andré pirard"));
         // Part headers are not message headers.
         assert!(!header_value_contains(MIXED, "Content-ID", ""));
+    }
+
+    #[test]
+    fn search_addresses_match_the_normalised_form() {
+        let m = b"From: <user-from (comment)@ (comment) domain.org>\r\n\
+            To: user-to@domain.org (RealTo)\r\n\
+            Cc: groupname: g1@d.org, g2@d.org;, other@d.org\r\n\r\nbody";
+        assert!(address_value_contains(m, "From", "user-from@domain.org"));
+        assert!(!address_value_contains(m, "From", "comment"));
+        assert!(address_value_contains(m, "To", "realto <user-to@"));
+        assert!(address_value_contains(m, "Cc", "groupname"));
+        assert!(address_value_contains(m, "Cc", "g2@d.org"));
+        assert!(address_value_contains(m, "Cc", ""));
+        assert!(!address_value_contains(m, "Bcc", ""));
+        assert_eq!(
+            normalized_addresses(b"groupname: g1@d.org, g2@d.org;, other@d.org"),
+            "groupname: g1@d.org, g2@d.org;, other@d.org"
+        );
     }
 
     #[test]

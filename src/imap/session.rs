@@ -938,21 +938,26 @@ impl Session {
         }
     }
 
+    /// ENABLE: lists every requested extension that is on afterwards, also one enabled
+    /// before (as Dovecot does; RFC 5161 leaves it open), each once.
     fn enable(&mut self, caps: &[&[u8]]) -> Reply {
-        let mut newly = Vec::new();
+        let mut enabled: Vec<&'static str> = Vec::new();
         for c in caps {
-            if c.eq_ignore_ascii_case(b"CONDSTORE") {
-                if !self.enabled.condstore {
-                    self.enable_condstore();
-                    newly.push("CONDSTORE");
-                }
-            } else if c.eq_ignore_ascii_case(b"IMAP4rev2") && !self.enabled.rev2 {
+            let name = if c.eq_ignore_ascii_case(b"CONDSTORE") {
+                self.enable_condstore();
+                "CONDSTORE"
+            } else if c.eq_ignore_ascii_case(b"IMAP4rev2") {
                 self.enabled.rev2 = true;
-                newly.push("IMAP4rev2");
+                "IMAP4rev2"
+            } else {
+                continue;
+            };
+            if !enabled.contains(&name) {
+                enabled.push(name);
             }
         }
         let mut line = String::from("ENABLED");
-        for n in newly {
+        for n in enabled {
             line.push(' ');
             line.push_str(n);
         }

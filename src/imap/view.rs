@@ -258,6 +258,22 @@ impl Selected {
         }
     }
 
+    /// Writes `* n FETCH ([UID u] MODSEQ (m))` for message index `i` (a STORE .SILENT with
+    /// CONDSTORE on).
+    pub(crate) fn write_modseq_fetch(&self, out: &mut Vec<u8>, i: usize, opts: SyncOpts) {
+        out.extend_from_slice(b"* ");
+        response::number(out, i + 1);
+        out.extend_from_slice(b" FETCH (");
+        if opts.with_uid {
+            out.extend_from_slice(b"UID ");
+            response::number(out, self.uids[i]);
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"MODSEQ (");
+        response::number(out, self.modseqs[i]);
+        out.extend_from_slice(b"))\r\n");
+    }
+
     /// Writes an unsolicited `* n FETCH (FLAGS ...)` for message index `i`.
     pub(crate) fn write_flags_fetch(&self, out: &mut Vec<u8>, i: usize, opts: SyncOpts) {
         let uid = self.uids[i];

@@ -177,13 +177,17 @@ impl Session {
         for parent in ancestors(&name) {
             if store.with_mailbox(&account, parent, |_| ()).is_none() {
                 match store.create_mailbox(&account, parent).await {
-                    Ok(()) | Err(StoreError::AlreadyExists) => {}
+                    Ok(()) => reset_recent(store, &account, parent),
+                    Err(StoreError::AlreadyExists) => {}
                     Err(e) => return store_error(&e, "[CANNOT] Cannot create parent mailbox."),
                 }
             }
         }
         match store.create_mailbox(&account, &name).await {
-            Ok(()) => Reply::ok("Create completed."),
+            Ok(()) => {
+                reset_recent(store, &account, &name);
+                Reply::ok("Create completed.")
+            }
             Err(e) => store_error(&e, "[CANNOT] Cannot create mailbox."),
         }
     }
@@ -595,4 +599,12 @@ impl Session {
         }
         Reply::ok("Getquotaroot completed.")
     }
+}
+
+/// A new mailbox starts with no message claimed as `\Recent`. The store keeps its `\Recent`
+/// mark by mailbox name, so a mark left by a deleted mailbox of the same name would hide the
+/// new one's messages: claiming once right after CREATE moves the mark to the new, empty
+/// mailbox's UIDNEXT.
+fn reset_recent<S: MailStore>(store: &S, account: &str, name: &str) {
+    store.first_recent_uid(account, name, true);
 }

@@ -162,10 +162,14 @@ impl Session {
             if failed.binary_search(&t.uid).is_ok() {
                 continue;
             }
+            let modseq_changed = sel.modseqs[t.idx] != t.modseq;
             sel.flags[t.idx] = t.flags;
             sel.modseqs[t.idx] = t.modseq;
             if !silent {
                 sel.write_flags_fetch(&mut self.output, t.idx, opts);
+            } else if opts.condstore && modseq_changed {
+                // RFC 7162 §3.2: .SILENT drops FLAGS, not the new MODSEQ.
+                sel.write_modseq_fetch(&mut self.output, t.idx, opts);
             }
         }
         if failed.is_empty() {
@@ -203,7 +207,8 @@ impl Session {
     ) -> Reply {
         if let Some(cs) = charset {
             if !cs.eq_ignore_ascii_case(b"UTF-8") && !cs.eq_ignore_ascii_case(b"US-ASCII") {
-                return Reply::no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.");
+                // The charset list is optional (RFC 3501 §7.1); Dovecot sends none.
+                return Reply::no("[BADCHARSET] Unsupported charset.");
             }
         }
         let uses_modseq = criteria.uses_modseq();

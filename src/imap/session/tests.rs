@@ -437,6 +437,12 @@ fn store_flags_and_condstore() {
         out.ends_with("f OK [MODIFIED 1:2] Conditional STORE failed.\r\n"),
         "{out}"
     );
+    // With CONDSTORE on, .SILENT still reports the new MODSEQ of what changed (RFC 7162 §3.2),
+    // and nothing for a message the STORE left as it was.
+    let out = run(&mut s, &st, "g UID STORE 1:2 +FLAGS.SILENT (\\Seen)\r\n");
+    assert!(out.starts_with("* 1 FETCH (UID 1 MODSEQ ("), "{out}");
+    assert!(!out.contains("FLAGS"), "{out}");
+    assert!(!out.contains("* 2 FETCH"), "{out}");
 }
 
 #[test]
@@ -846,6 +852,9 @@ fn enable_id_quota_unselect() {
     run(&mut s, &st, "a LOGIN user secret\r\n");
     let out = run(&mut s, &st, "b ENABLE CONDSTORE X-UNKNOWN\r\n");
     assert_eq!(out, "* ENABLED CONDSTORE\r\nb OK Enabled.\r\n");
+    // Enabling again lists it again, once (Dovecot).
+    let out = run(&mut s, &st, "b2 ENABLE CONDSTORE condstore\r\n");
+    assert_eq!(out, "* ENABLED CONDSTORE\r\nb2 OK Enabled.\r\n");
     let out = run(&mut s, &st, "c ID (\"name\" \"test\")\r\n");
     assert!(out.starts_with("* ID (\"name\" \"ringpost\""), "{out}");
     let out = run(&mut s, &st, "d GETQUOTAROOT INBOX\r\n");
