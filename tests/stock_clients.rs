@@ -217,7 +217,10 @@ fn server_messages(s: &Server, user: &str, mailbox: &str) -> Vec<Msg> {
         .map(|l| {
             let mut f = l.splitn(3, '\t');
             Msg {
-                uid: f.next().and_then(|u| u.parse().ok()).unwrap_or_else(|| panic!("{l}")),
+                uid: f
+                    .next()
+                    .and_then(|u| u.parse().ok())
+                    .unwrap_or_else(|| panic!("{l}")),
                 flags: f.next().unwrap_or_default().to_string(),
                 subject: f.next().unwrap_or_default().to_string(),
             }
@@ -237,7 +240,10 @@ fn server_text(s: &Server, user: &str, mailbox: &str, uid: u32) -> String {
 
 /// Mailbox names the server lists for a user.
 fn server_mailboxes(s: &Server, user: &str) -> Vec<String> {
-    peek(s, user, &["list"]).lines().map(str::to_string).collect()
+    peek(s, user, &["list"])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn subjects(v: &[Msg]) -> Vec<String> {
@@ -331,7 +337,11 @@ fn sorted(v: &[&str]) -> Vec<String> {
 /// run that must change nothing.
 fn mbsync_round_trip(tls: &str) {
     let s = Server::new().start();
-    let port = if tls == "IMAPS" { s.ports.imaps } else { s.ports.imap };
+    let port = if tls == "IMAPS" {
+        s.ports.imaps
+    } else {
+        s.ports.imap
+    };
     let c = Clients::new(&s);
     let user = "alice@example.org";
     for i in 1..=3 {
@@ -352,7 +362,13 @@ fn mbsync_round_trip(tls: &str) {
             local = local.display(),
         ),
     );
-    let sync = |what: &str| c.ok(what, Command::new("mbsync").args(["-V", "-c", &rc, "rp"]), b"");
+    let sync = |what: &str| {
+        c.ok(
+            what,
+            Command::new("mbsync").args(["-V", "-c", &rc, "rp"]),
+            b"",
+        )
+    };
 
     // 1. Pull everything.
     sync("mbsync (first pull)");
@@ -413,10 +429,7 @@ fn mbsync_round_trip(tls: &str) {
     assert!(pushed.flags.contains("\\Seen"), "{pushed:?}");
     let boxes = server_mailboxes(&s, user);
     for b in ["Projects", "Projects/Sub"] {
-        assert!(
-            boxes.contains(&b.to_string()),
-            "{b} not created: {boxes:?}"
-        );
+        assert!(boxes.contains(&b.to_string()), "{b} not created: {boxes:?}");
     }
     assert_eq!(
         subjects(&server_messages(&s, user, "Projects")),
@@ -449,7 +462,10 @@ fn mbsync_round_trip(tls: &str) {
     assert_eq!(maildir(&inbox).len(), local_before);
     let again = server_messages(&s, user, "INBOX");
     assert_eq!(
-        again.iter().map(|m| (m.uid, m.flags.clone())).collect::<Vec<_>>(),
+        again
+            .iter()
+            .map(|m| (m.uid, m.flags.clone()))
+            .collect::<Vec<_>>(),
         inbox_msgs
             .iter()
             .map(|m| (m.uid, m.flags.clone()))
@@ -468,4 +484,573 @@ fn mbsync_two_way_sync_over_imaps() {
 fn mbsync_two_way_sync_over_starttls() {
     require!("mbsync" => "isync", "curl" => "curl", "swaks" => "swaks");
     mbsync_round_trip("STARTTLS");
+}
+
+// ---------------------------------------------------------------------------------------------
+// IMAP: mutt and neomutt
+
+/// A mutt/neomutt config for `user`, trusting the server's certificate.
+fn mutt_rc(c: &Clients, name: &str, user: &str, folder: &str, extra: &str) -> String {
+    c.write(
+        name,
+        &format!(
+            "set from = \"{user}\"\nset realname = \"Test User\"\n\
+             set imap_user = \"{user}\"\nset imap_pass = \"{pass}\"\n\
+             set folder = \"{folder}\"\nset spoolfile = \"+INBOX\"\n\
+             set ssl_ca_certificates_file = \"{cert}\"\n\
+             set certificate_file = \"{dir}/{name}.certs\"\n\
+             set ssl_force_tls = yes\n\
+             set confirmcreate = no\nset confirmappend = no\nset quit = yes\nset delete = yes\n\
+             set move = no\nset record = \"\"\nset mbox_type = mbox\nset sort = date\n\
+             set header_cache = \"\"\nset message_cachedir = \"\"\n{extra}",
+            pass = pass_of(user),
+            cert = c.cert(),
+            dir = c.dir.display(),
+        ),
+    )
+}
+
+/// mutt over IMAPS: every message copied to a local mbox (full bodies fetched).
+/// mutt over STARTTLS: flag one message, copy one to another IMAP folder (server-side COPY),
+/// delete it and sync (EXPUNGE), then flag everything in the other folder.
+#[test]
+fn mutt_reads_flags_copies_and_expunges_over_imaps_and_starttls() {
+    require!("mutt" => "mutt", "script" => "bsdutils", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "bob@example.org";
+    for i in 1..=3 {
+        deliver(&s, user, &format!("mutt-{i}"), &format!("mutt body {i}"));
+    }
+
+    // IMAPS: read everything.
+    let rc = mutt_rc(
+        &c,
+        "muttrc-imaps",
+        user,
+        &format!("imaps://localhost:{}/", s.ports.imaps),
+        "",
+    );
+    let mbox = c.path("saved.mbox");
+    c.tty(
+        "mutt (imaps, copy all)",
+        &format!(
+            "mutt -n -F {rc} -f imaps://localhost:{port}/INBOX -e 'push \"<tag-pattern>~A<enter><tag-prefix><copy-message>{mbox}<enter><quit>\"'",
+            port = s.ports.imaps,
+            mbox = mbox.display()
+        ),
+    );
+    let saved = fs::read_to_string(&mbox).unwrap_or_default();
+    assert_eq!(
+        saved.matches("\nFrom ").count() + 1,
+        3,
+        "mutt copied: {saved}"
+    );
+    for i in 1..=3 {
+        assert!(saved.contains(&format!("mutt body {i}")), "{saved}");
+    }
+
+    // STARTTLS: flag, copy to Archive, delete, sync; then flag all in Archive.
+    let rc = mutt_rc(
+        &c,
+        "muttrc-starttls",
+        user,
+        &format!("imap://localhost:{}/", s.ports.imap),
+        "set ssl_starttls = yes\n",
+    );
+    c.tty(
+        "mutt (starttls, flag/copy/delete)",
+        &format!(
+            "mutt -n -F {rc} -f imap://localhost:{port}/INBOX -e 'push \"<search>mutt-1<enter><flag-message><search>mutt-2<enter><copy-message>=Archive<enter><delete-message><sync-mailbox><change-folder>=Archive<enter><tag-pattern>~A<enter><tag-prefix><flag-message><quit>\"'",
+            port = s.ports.imap
+        ),
+    );
+    let inbox = server_messages(&s, user, "INBOX");
+    assert_eq!(subjects(&inbox), sorted(&["mutt-1", "mutt-3"]), "{inbox:?}");
+    assert!(
+        find(&inbox, "mutt-1").flags.contains("\\Flagged"),
+        "{inbox:?}"
+    );
+    assert!(
+        !find(&inbox, "mutt-3").flags.contains("\\Flagged"),
+        "{inbox:?}"
+    );
+    let archive = server_messages(&s, user, "Archive");
+    assert_eq!(subjects(&archive), ["mutt-2"], "{archive:?}");
+    assert!(archive[0].flags.contains("\\Flagged"), "{archive:?}");
+    assert!(
+        !archive[0].flags.contains("\\Deleted"),
+        "COPY carried \\Deleted: {archive:?}"
+    );
+}
+
+/// mutt sends over submissions (465, implicit TLS) and submission (587, STARTTLS), both with
+/// AUTH; bob receives both.
+#[test]
+fn mutt_sends_over_submissions_and_submission() {
+    require!("mutt" => "mutt", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    for (label, url) in [
+        (
+            "mutt smtps",
+            format!(
+                "smtps://alice%40example.org@localhost:{}/",
+                s.ports.submissions
+            ),
+        ),
+        (
+            "mutt submission",
+            format!(
+                "smtp://alice%40example.org@localhost:{}/",
+                s.ports.submission
+            ),
+        ),
+    ] {
+        let rc = mutt_rc(
+            &c,
+            &format!("muttrc-send-{}", label.replace(' ', "-")),
+            "alice@example.org",
+            &format!("imaps://localhost:{}/", s.ports.imaps),
+            &format!(
+                "set smtp_url = \"{url}\"\nset smtp_pass = \"alice-pw\"\nset ssl_starttls = yes\n\
+                 set use_envelope_from = yes\nset send_charset = \"utf-8\"\n"
+            ),
+        );
+        c.ok(
+            label,
+            Command::new("mutt").args(["-n", "-F", &rc, "-s", label, "bob@example.org"]),
+            "Hello from mutt, Grüße.\n".as_bytes(),
+        );
+    }
+    let got = server_messages(&s, "bob@example.org", "INBOX");
+    assert_eq!(
+        subjects(&got),
+        sorted(&["mutt smtps", "mutt submission"]),
+        "{got:?}"
+    );
+    let text = server_text(&s, "bob@example.org", "INBOX", got[0].uid);
+    assert!(text.contains("Hello from mutt"), "{text}");
+}
+
+/// neomutt with CONDSTORE, QRESYNC (if offered) and a header cache: a first run fills the
+/// cache, a second run must resynchronise from it and still see every message and flag.
+#[test]
+fn neomutt_condstore_with_header_cache() {
+    require!("neomutt" => "neomutt", "script" => "bsdutils", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "carol@example.org";
+    for i in 1..=4 {
+        deliver(&s, user, &format!("neo-{i}"), &format!("neomutt body {i}"));
+    }
+    fs::create_dir_all(c.path("hcache")).unwrap();
+    fs::create_dir_all(c.path("bcache")).unwrap();
+    let rc = mutt_rc(
+        &c,
+        "neomuttrc",
+        user,
+        &format!("imaps://localhost:{}/", s.ports.imaps),
+        &format!(
+            "set header_cache = \"{d}/hcache\"\nset message_cachedir = \"{d}/bcache\"\n\
+             set imap_condstore = yes\nset imap_qresync = yes\n",
+            d = c.dir.display()
+        ),
+    );
+    let run = |n: u32, extra: &str| {
+        let mbox = c.path(&format!("neo{n}.mbox"));
+        c.tty(
+            &format!("neomutt run {n}"),
+            &format!(
+                "neomutt -n -F {rc} -e 'push \"{extra}<tag-pattern>~A<enter><tag-prefix><copy-message>{mbox}<enter><quit>\"'",
+                mbox = mbox.display()
+            ),
+        );
+        fs::read_to_string(&mbox).unwrap_or_default()
+    };
+    let first = run(1, "<search>neo-2<enter><flag-message>");
+    assert_eq!(first.matches("neomutt body").count(), 4, "{first}");
+    // Changes made elsewhere between the runs: a new message and a flag.
+    deliver(&s, user, "neo-5", "neomutt body 5");
+    let msgs = server_messages(&s, user, "INBOX");
+    assert!(find(&msgs, "neo-2").flags.contains("\\Flagged"), "{msgs:?}");
+    server_store(
+        &s,
+        user,
+        "INBOX",
+        find(&msgs, "neo-3").uid,
+        "+FLAGS",
+        "(\\Answered)",
+    );
+    let second = run(2, "");
+    assert_eq!(second.matches("neomutt body").count(), 5, "{second}");
+    // mbox status lines written by neomutt reflect the flags it saw.
+    let neo3 = second
+        .split("\nFrom ")
+        .find(|m| m.contains("Subject: neo-3"))
+        .unwrap_or_else(|| panic!("{second}"));
+    assert!(
+        neo3.lines()
+            .any(|l| l.starts_with("X-Status: ") && l.contains('A')),
+        "\\Answered set elsewhere not seen through the header cache:\n{neo3}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// POP3 and IMAP: fetchmail
+
+/// Runs fetchmail with `rc`; returns its exit code (0: mail fetched, 1: no mail).
+fn fetchmail(c: &Clients, what: &str, rc: &str) -> (i32, Ran) {
+    let r = c.run(
+        Command::new("fetchmail")
+            .args(["-v", "--nodetach", "-f", rc])
+            // As root, fetchmail locks /var/run/fetchmail.pid: tests running side by side
+            // would refuse each other.
+            .arg("--pidfile")
+            .arg(c.path("fetchmail.pid"))
+            .env("FETCHMAILHOME", &c.dir),
+        b"",
+    );
+    let code = r.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "{what} failed\n{}\n--- server log (tail)\n{}",
+        r.text(),
+        tail(&c.s.log_text(), 40)
+    );
+    (code, r)
+}
+
+/// A fetchmail rc for carol: `proto` pop3/imap, `tls` either "ssl" (implicit) or
+/// "sslproto TLS1.2+" (STLS/STARTTLS required), `keep` either "keep" or "nokeep".
+fn fetchmail_rc(c: &Clients, name: &str, proto: &str, port: u16, tls: &str, keep: &str) -> String {
+    c.write(
+        name,
+        &format!(
+            "set no syslog\nset idfile \"{dir}/{name}.ids\"\n\
+             poll 127.0.0.1 service {port} protocol {proto} {uidl} auth password timeout 60\n  \
+             user \"carol@example.org\" there with password \"carol-pw\" is \"root\" here\n  \
+             {tls} sslcertck sslcertfile \"{cert}\" sslcommonname \"localhost\"\n  \
+             {keep}\n  mda \"cat >> {dir}/{name}.mbox\"\n",
+            dir = c.dir.display(),
+            uidl = if proto == "pop3" { "uidl" } else { "" },
+            cert = c.cert(),
+        ),
+    )
+}
+
+fn mbox_count(path: &Path) -> usize {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("Subject: fm-"))
+        .count()
+}
+
+/// POP3S (995) with `keep`: UIDL tracking across runs fetches each message once. Then POP3
+/// with STLS (110) without `keep`: everything fetched and deleted.
+#[test]
+fn fetchmail_pop3s_keep_uidl_then_pop3_stls_delete() {
+    require!("fetchmail" => "fetchmail", "swaks" => "swaks", "curl" => "curl");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    for i in 1..=3 {
+        deliver(&s, "carol@example.org", &format!("fm-{i}"), "pop body");
+    }
+    let rc = fetchmail_rc(&c, "pop3s", "pop3", s.ports.pop3s, "ssl", "keep");
+    let out = c.path("pop3s.mbox");
+    assert_eq!(fetchmail(&c, "fetchmail pop3s #1", &rc).0, 0);
+    assert_eq!(mbox_count(&out), 3);
+    let (code, r) = fetchmail(&c, "fetchmail pop3s #2", &rc);
+    assert_eq!(code, 1, "nothing new, yet:\n{}", r.text());
+    assert_eq!(mbox_count(&out), 3, "UIDL keep tracking refetched");
+    deliver(&s, "carol@example.org", "fm-4", "pop body");
+    assert_eq!(fetchmail(&c, "fetchmail pop3s #3", &rc).0, 0);
+    assert_eq!(mbox_count(&out), 4, "the new message, once");
+    assert_eq!(pop3_list(&s).len(), 4, "keep deleted something");
+
+    let rc = fetchmail_rc(
+        &c,
+        "pop3stls",
+        "pop3",
+        s.ports.pop3,
+        "sslproto TLS1.2+",
+        "nokeep",
+    );
+    let (code, r) = fetchmail(&c, "fetchmail pop3 stls nokeep", &rc);
+    assert_eq!(code, 0);
+    assert!(
+        r.stderr.contains("STLS") || r.stdout.contains("STLS"),
+        "no STLS:\n{}",
+        r.text()
+    );
+    assert_eq!(mbox_count(&c.path("pop3stls.mbox")), 4);
+    assert_eq!(
+        pop3_list(&s),
+        Vec::<String>::new(),
+        "nokeep left mail behind"
+    );
+}
+
+/// The POP3 LIST of carol's maildrop, over POP3S with curl.
+fn pop3_list(s: &Server) -> Vec<String> {
+    curl_get(
+        &format!("pop3s://127.0.0.1:{}/", s.ports.pop3s),
+        "carol@example.org:carol-pw",
+    )
+    .lines()
+    .map(str::to_string)
+    .filter(|l| !l.is_empty())
+    .collect()
+}
+
+/// IMAPS (993) with `keep`: fetches unseen mail and marks it \Seen, so a second run gets
+/// nothing. IMAP with STARTTLS (143) with `nokeep fetchall`: fetches, flags \Deleted and
+/// expunges.
+#[test]
+fn fetchmail_imaps_keep_then_imap_starttls_delete() {
+    require!("fetchmail" => "fetchmail", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "carol@example.org";
+    for i in 1..=3 {
+        deliver(&s, user, &format!("fm-{i}"), "imap body");
+    }
+    let rc = fetchmail_rc(&c, "imaps", "imap", s.ports.imaps, "ssl", "keep");
+    assert_eq!(fetchmail(&c, "fetchmail imaps #1", &rc).0, 0);
+    assert_eq!(mbox_count(&c.path("imaps.mbox")), 3);
+    let msgs = server_messages(&s, user, "INBOX");
+    assert!(msgs.iter().all(|m| m.flags.contains("\\Seen")), "{msgs:?}");
+    assert_eq!(fetchmail(&c, "fetchmail imaps #2", &rc).0, 1);
+    assert_eq!(mbox_count(&c.path("imaps.mbox")), 3);
+
+    deliver(&s, user, "fm-4", "imap body");
+    let rc = fetchmail_rc(
+        &c,
+        "imapstarttls",
+        "imap",
+        s.ports.imap,
+        "sslproto TLS1.2+",
+        "nokeep fetchall",
+    );
+    let (code, r) = fetchmail(&c, "fetchmail imap starttls nokeep", &rc);
+    assert_eq!(code, 0);
+    assert!(r.text().contains("STARTTLS"), "no STARTTLS:\n{}", r.text());
+    assert_eq!(mbox_count(&c.path("imapstarttls.mbox")), 4);
+    let left = server_messages(&s, user, "INBOX");
+    assert!(left.is_empty(), "nokeep left {left:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SMTP: msmtp, swaks, s-nail
+
+/// msmtp over submission (587, STARTTLS) with AUTH PLAIN and AUTH LOGIN, and over
+/// submissions (465, implicit TLS); a wrong password and AUTH without TLS both fail and
+/// deliver nothing.
+#[test]
+fn msmtp_submission_and_submissions() {
+    require!("msmtp" => "msmtp", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let rc = c.write(
+        "msmtprc",
+        &format!(
+            "defaults\ntls on\ntls_trust_file {cert}\nhost localhost\nfrom alice@example.org\n\
+             user alice@example.org\npassword alice-pw\n\n\
+             account plain\nport {sub}\ntls_starttls on\nauth plain\n\n\
+             account login\nport {sub}\ntls_starttls on\nauth login\n\n\
+             account implicit\nport {subs}\ntls_starttls off\nauth on\n\n\
+             account badpass : plain\npassword wrong\n\n\
+             account notls\nport {sub}\ntls off\nauth plain\n",
+            cert = c.cert(),
+            sub = s.ports.submission,
+            subs = s.ports.submissions,
+        ),
+    );
+    let mail = |account: &str| {
+        format!(
+            "From: alice@example.org\nTo: bob@example.org\nSubject: msmtp {account}\n\n\
+             sent by msmtp, account {account}\n"
+        )
+    };
+    for account in ["plain", "login", "implicit"] {
+        c.ok(
+            &format!("msmtp {account}"),
+            Command::new("msmtp").args(["-C", &rc, "-a", account, "bob@example.org"]),
+            mail(account).as_bytes(),
+        );
+    }
+    for account in ["badpass", "notls"] {
+        let r = c.run(
+            Command::new("msmtp").args(["-C", &rc, "-a", account, "bob@example.org"]),
+            mail(account).as_bytes(),
+        );
+        assert!(
+            !r.status.success(),
+            "msmtp {account} succeeded:\n{}",
+            r.text()
+        );
+    }
+    let got = server_messages(&s, "bob@example.org", "INBOX");
+    assert_eq!(
+        subjects(&got),
+        sorted(&["msmtp implicit", "msmtp login", "msmtp plain"]),
+        "{got:?}"
+    );
+}
+
+/// swaks with PIPELINING on every SMTP port (MX plain and STARTTLS, submission, submissions)
+/// with an 8-bit UTF-8 body and a binary attachment; the body arrives byte for byte.
+#[test]
+fn swaks_pipelining_8bit_on_every_smtp_port() {
+    require!("swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let attachment = c.path("blob.bin");
+    fs::write(
+        &attachment,
+        (0..=255u8).cycle().take(50_000).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let auth = ["-a", "PLAIN", "-au", "alice@example.org", "-ap", "alice-pw"];
+    let cases: Vec<(&str, u16, Vec<&str>)> = vec![
+        ("swaks mx", s.ports.smtp, vec![]),
+        ("swaks mx starttls", s.ports.smtp, vec!["--tls"]),
+        (
+            "swaks submission",
+            s.ports.submission,
+            [&["--tls"][..], &auth[..]].concat(),
+        ),
+        (
+            "swaks submissions",
+            s.ports.submissions,
+            [&["--tls-on-connect"][..], &auth[..]].concat(),
+        ),
+    ];
+    for (label, port, extra) in &cases {
+        let r = c.ok(
+            label,
+            Command::new("swaks")
+                .args(["--server", &format!("127.0.0.1:{port}"), "--pipeline"])
+                .args(["--from", "alice@example.org", "--to", "bob@example.org"])
+                .args(["--header", &format!("Subject: {label}")])
+                .args(["--body", "Grüße aus Köln — 8-bit body ✓"])
+                .args(["--attach", attachment.to_str().unwrap()])
+                .args(extra),
+            b"",
+        );
+        assert!(r.stdout.contains("PIPELINING"), "{label}: {}", r.stdout);
+    }
+    let got = server_messages(&s, "bob@example.org", "INBOX");
+    assert_eq!(
+        subjects(&got),
+        sorted(&[
+            "swaks mx",
+            "swaks mx starttls",
+            "swaks submission",
+            "swaks submissions"
+        ]),
+        "{got:?}"
+    );
+    for m in &got {
+        let text = server_text(&s, "bob@example.org", "INBOX", m.uid);
+        assert!(
+            text.contains("Grüße aus Köln — 8-bit body ✓"),
+            "{}: {text}",
+            m.subject
+        );
+    }
+}
+
+/// s-nail sends over submissions (465) and submission (587, STARTTLS), then reads bob's
+/// maildrop over POP3S (995) and POP3 with STLS (110) without deleting anything.
+#[test]
+fn s_nail_sends_and_reads_pop3() {
+    require!("s-nail" => "s-nail", "python3" => "python3", "curl" => "curl");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let cert = c.cert();
+    let common_args = |cmd: &mut Command| {
+        cmd.args(["-:/", "-Sv15-compat", "-Sttycharset=utf-8"])
+            .arg(format!("-Stls-ca-file={cert}"))
+            .arg("-Stls-ca-no-defaults");
+    };
+    for (label, mta, extra) in [
+        (
+            "s-nail smtps",
+            format!(
+                "smtps://alice%40example.org:alice-pw@localhost:{}",
+                s.ports.submissions
+            ),
+            "-Ssmtp-auth=plain",
+        ),
+        (
+            "s-nail starttls",
+            format!(
+                "smtp://alice%40example.org:alice-pw@localhost:{}",
+                s.ports.submission
+            ),
+            "-Ssmtp-use-starttls",
+        ),
+    ] {
+        let mut cmd = Command::new("s-nail");
+        common_args(&mut cmd);
+        cmd.arg(format!("-Smta={mta}")).arg(extra).args([
+            "-s",
+            label,
+            "-r",
+            "alice@example.org",
+            "bob@example.org",
+        ]);
+        c.ok(label, &mut cmd, "s-nail body: naïve café\n".as_bytes());
+    }
+    let got = server_messages(&s, "bob@example.org", "INBOX");
+    assert_eq!(
+        subjects(&got),
+        sorted(&["s-nail smtps", "s-nail starttls"]),
+        "{got:?}"
+    );
+
+    for (label, url, extra) in [
+        (
+            "pop3s",
+            format!(
+                "pop3s://bob%40example.org:bob-pw@localhost:{}",
+                s.ports.pop3s
+            ),
+            None,
+        ),
+        (
+            "pop3-stls",
+            format!("pop3://bob%40example.org:bob-pw@localhost:{}", s.ports.pop3),
+            Some("-Spop3-use-starttls"),
+        ),
+    ] {
+        let out = c.path(&format!("snail-{label}.mbox"));
+        let mut cmd = Command::new("s-nail");
+        common_args(&mut cmd);
+        cmd.args(["-#", "-Spop3-no-apop"])
+            .args(extra)
+            .args(["-f", &url]);
+        c.ok(
+            &format!("s-nail {label}"),
+            &mut cmd,
+            format!("copy * {}\nquit\n", out.display()).as_bytes(),
+        );
+        let saved = fs::read_to_string(&out).unwrap_or_default();
+        assert!(
+            saved.contains("Subject: s-nail smtps") && saved.contains("Subject: s-nail starttls"),
+            "s-nail {label} saved:\n{saved}"
+        );
+    }
+    assert_eq!(
+        curl_get(
+            &format!("pop3s://127.0.0.1:{}/", s.ports.pop3s),
+            "bob@example.org:bob-pw"
+        )
+        .lines()
+        .count(),
+        2,
+        "reading over POP3 deleted mail"
+    );
 }
