@@ -1054,3 +1054,174 @@ fn s_nail_sends_and_reads_pop3() {
         "reading over POP3 deleted mail"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// IMAP and POP3: offlineimap, getmail
+
+/// offlineimap: pull over IMAPS, then local flags, a deletion, a new message and a new folder
+/// pushed (and server-side changes pulled) over IMAP with STARTTLS.
+#[test]
+fn offlineimap_two_way_over_imaps_then_starttls() {
+    require!("offlineimap" => "offlineimap3", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "alice@example.org";
+    for i in 1..=3 {
+        deliver(
+            &s,
+            user,
+            &format!("oi-{i}"),
+            &format!("offlineimap body {i}"),
+        );
+    }
+    let local = c.path("oimail");
+    let rc = |name: &str, port: u16, tls: &str| {
+        c.write(
+            name,
+            &format!(
+                "[general]\naccounts = rp\nmetadata = {dir}/oimeta\n\n\
+                 [Account rp]\nlocalrepository = local\nremoterepository = remote\n\n\
+                 [Repository local]\ntype = Maildir\nlocalfolders = {local}\n\n\
+                 [Repository remote]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\n\
+                 {tls}\nsslcacertfile = {cert}\nremoteuser = {user}\nremotepass = alice-pw\n",
+                dir = c.dir.display(),
+                local = local.display(),
+                cert = c.cert(),
+            ),
+        )
+    };
+    let imaps = rc("oi-imaps.conf", s.ports.imaps, "ssl = yes");
+    let starttls = rc("oi-starttls.conf", s.ports.imap, "ssl = no\nstarttls = yes");
+    let sync = |what: &str, rc: &str| {
+        let r = c.ok(
+            what,
+            Command::new("offlineimap").args(["-o", "-u", "basic", "-c", rc]),
+            b"",
+        );
+        // offlineimap reports a failed folder and still exits 0.
+        assert!(
+            !r.text().contains("ERROR") && !r.text().contains("Traceback"),
+            "{what}:\n{}",
+            r.text()
+        );
+    };
+
+    sync("offlineimap (imaps pull)", &imaps);
+    let inbox = local.join("INBOX");
+    assert_eq!(maildir_subjects(&inbox), sorted(&["oi-1", "oi-2", "oi-3"]));
+
+    set_maildir_flags(&maildir_file(&inbox, "oi-1"), "FS");
+    fs::remove_file(maildir_file(&inbox, "oi-2")).unwrap();
+    maildir_add(
+        &inbox,
+        "2000.local",
+        "",
+        "From: alice@example.org\nSubject: oi pushed\nMessage-ID: <oi-pushed@example.org>\n\npushed by offlineimap\n",
+    );
+    maildir_add(
+        &local.join("Lists"),
+        "2001.local",
+        "S",
+        "From: list@example.org\nSubject: oi list\n\nin a new folder\n",
+    );
+    deliver(&s, user, "oi-4", "offlineimap body 4");
+    let uid3 = find(&server_messages(&s, user, "INBOX"), "oi-3").uid;
+    server_store(&s, user, "INBOX", uid3, "+FLAGS", "(\\Answered)");
+
+    sync("offlineimap (starttls two-way)", &starttls);
+    let msgs = server_messages(&s, user, "INBOX");
+    assert_eq!(
+        subjects(&msgs),
+        sorted(&["oi pushed", "oi-1", "oi-3", "oi-4"]),
+        "{msgs:?}"
+    );
+    let m1 = find(&msgs, "oi-1");
+    assert!(
+        m1.flags.contains("\\Flagged") && m1.flags.contains("\\Seen"),
+        "{m1:?}"
+    );
+    let lists = server_messages(&s, user, "Lists");
+    assert_eq!(subjects(&lists), ["oi list"], "{lists:?}");
+    assert!(lists[0].flags.contains("\\Seen"), "{lists:?}");
+    assert_eq!(
+        maildir_subjects(&inbox),
+        sorted(&["oi pushed", "oi-1", "oi-3", "oi-4"])
+    );
+    let f3 = maildir_file(&inbox, "oi-3");
+    assert!(
+        f3.to_str().unwrap().ends_with('R'),
+        "\\Answered not pulled: {}",
+        f3.display()
+    );
+}
+
+/// getmail over POP3S and IMAPS: fetch, remember (`read_all = false`), then fetch-and-delete.
+#[test]
+fn getmail_pop3s_and_imaps() {
+    require!("getmail" => "getmail6", "swaks" => "swaks", "python3" => "python3", "curl" => "curl");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "carol@example.org";
+    for (kind, port, user) in [
+        ("SimplePOP3SSLRetriever", s.ports.pop3s, user),
+        ("SimpleIMAPSSLRetriever", s.ports.imaps, user),
+    ] {
+        for i in 1..=3 {
+            deliver(&s, user, &format!("gm-{kind}-{i}"), "getmail body");
+        }
+        let out = c.path(&format!("{kind}.mbox"));
+        let rc = |name: &str, read_all: bool, delete: bool| {
+            c.write(
+                name,
+                &format!(
+                    "[retriever]\ntype = {kind}\nserver = localhost\nport = {port}\n\
+                     username = {user}\npassword = carol-pw\nca_certs = {cert}\n{mailboxes}\n\
+                     [destination]\ntype = MDA_external\npath = /bin/sh\n\
+                     arguments = (\"-c\", \"cat >> {out}\")\nallow_root_commands = true\n\n\
+                     [options]\nread_all = {read_all}\ndelete = {delete}\n",
+                    cert = c.cert(),
+                    mailboxes = if kind.contains("IMAP") {
+                        "mailboxes = (\"INBOX\",)\n"
+                    } else {
+                        ""
+                    },
+                    out = out.display(),
+                ),
+            );
+            name.to_string()
+        };
+        let keep = rc(&format!("{kind}.keep"), false, false);
+        let delete = rc(&format!("{kind}.delete"), true, true);
+        let getmail = |what: &str, rcfile: &str| {
+            c.ok(
+                what,
+                Command::new("getmail")
+                    .arg(format!("--getmaildir={}", c.dir.display()))
+                    .arg(format!("--rcfile={rcfile}")),
+                b"",
+            )
+        };
+        let count = || {
+            fs::read_to_string(&out)
+                .unwrap_or_default()
+                .matches("Subject: gm-")
+                .count()
+        };
+        getmail(&format!("getmail {kind} #1"), &keep);
+        assert_eq!(count(), 3, "{kind}");
+        getmail(&format!("getmail {kind} #2"), &keep);
+        assert_eq!(count(), 3, "{kind}: refetched what it had seen");
+        getmail(&format!("getmail {kind} delete"), &delete);
+        assert_eq!(count(), 6, "{kind}: read_all fetches again");
+        if kind.contains("POP3") {
+            let left = curl_get(
+                &format!("pop3s://127.0.0.1:{}/", s.ports.pop3s),
+                "carol@example.org:carol-pw",
+            );
+            assert_eq!(left.trim(), "", "{kind}: delete left mail");
+        } else {
+            let left = server_messages(&s, user, "INBOX");
+            assert!(left.is_empty(), "{kind}: delete left {left:?}");
+        }
+    }
+}
