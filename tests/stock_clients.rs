@@ -800,7 +800,7 @@ fn pop3_list(s: &Server) -> Vec<String> {
     )
     .lines()
     .map(str::to_string)
-    .filter(|l| !l.is_empty())
+    .filter(|l| !l.trim().is_empty())
     .collect()
 }
 
@@ -1224,4 +1224,192 @@ fn getmail_pop3s_and_imaps() {
             assert!(left.is_empty(), "{kind}: delete left {left:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// More POP3, SMTP and IDLE: mpop, sendemail, fetchmail --idle
+
+/// mpop over POP3S (995) with `keep on` (UIDL tracking: a second run fetches nothing), then
+/// POP3 with STLS (110) with `keep off`: everything already fetched is deleted.
+#[test]
+fn mpop_pop3s_keep_then_stls_delete() {
+    require!("mpop" => "mpop", "swaks" => "swaks", "curl" => "curl");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    for i in 1..=3 {
+        deliver(&s, "bob@example.org", &format!("mpop-{i}"), "mpop body");
+    }
+    let out = c.path("mpop.mbox");
+    fs::write(&out, "").unwrap();
+    let rc = c.write(
+        "mpoprc",
+        &format!(
+            "defaults\ntls on\ntls_trust_file {cert}\nhost localhost\nuser bob@example.org\n\
+             password bob-pw\ndelivery mbox {out}\nuidls_file {dir}/mpop.uidls\nkeep on\n\n\
+             account pop3s\nport {pop3s}\ntls_starttls off\n\n\
+             account stls\nport {pop3}\ntls_starttls on\nkeep off\n",
+            cert = c.cert(),
+            out = out.display(),
+            dir = c.dir.display(),
+            pop3s = s.ports.pop3s,
+            pop3 = s.ports.pop3,
+        ),
+    );
+    let count = || {
+        fs::read_to_string(&out)
+            .unwrap_or_default()
+            .matches("Subject: mpop-")
+            .count()
+    };
+    let list = || {
+        curl_get(
+            &format!("pop3s://127.0.0.1:{}/", s.ports.pop3s),
+            "bob@example.org:bob-pw",
+        )
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+    };
+    c.ok(
+        "mpop pop3s #1",
+        Command::new("mpop").args(["-C", &rc, "pop3s"]),
+        b"",
+    );
+    assert_eq!(count(), 3);
+    c.ok(
+        "mpop pop3s #2",
+        Command::new("mpop").args(["-C", &rc, "pop3s"]),
+        b"",
+    );
+    assert_eq!(count(), 3, "keep on: UIDL tracking refetched");
+    assert_eq!(list(), 3, "keep on deleted mail");
+    deliver(&s, "bob@example.org", "mpop-4", "mpop body");
+    let r = c.ok(
+        "mpop stls",
+        Command::new("mpop").args(["-C", &rc, "--debug", "stls"]),
+        b"",
+    );
+    assert!(r.stdout.contains("--> STLS"), "no STLS:\n{}", r.text());
+    assert_eq!(count(), 4, "only the new message is fetched");
+    assert_eq!(list(), 0, "keep off left mail");
+}
+
+/// sendemail over submission (587, STARTTLS + AUTH) and the MX port (25, plaintext).
+#[test]
+fn sendemail_submission_and_mx() {
+    require!("sendemail" => "sendemail", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let perl_lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/stock");
+    for (label, port, extra) in [
+        (
+            "sendemail submission",
+            s.ports.submission,
+            vec![
+                "-o",
+                "tls=yes",
+                "-xu",
+                "alice@example.org",
+                "-xp",
+                "alice-pw",
+            ],
+        ),
+        ("sendemail mx", s.ports.smtp, vec!["-o", "tls=no"]),
+    ] {
+        let r = c.ok(
+            label,
+            Command::new("sendemail")
+                .env("PERL5LIB", &perl_lib)
+                .env("PERL5OPT", "-MTrustRingpost")
+                .env("RP_CERT", c.cert())
+                .args([
+                    "-f",
+                    "alice@example.org",
+                    "-t",
+                    "bob@example.org",
+                    "-u",
+                    label,
+                ])
+                .args(["-m", "Hello from sendemail."])
+                .args(["-s", &format!("localhost:{port}")])
+                .args(extra),
+            b"",
+        );
+        assert!(
+            r.text().contains("Email was sent successfully"),
+            "{label}:\n{}",
+            r.text()
+        );
+    }
+    let got = server_messages(&s, "bob@example.org", "INBOX");
+    assert_eq!(
+        subjects(&got),
+        sorted(&["sendemail mx", "sendemail submission"]),
+        "{got:?}"
+    );
+}
+
+/// fetchmail in IDLE mode over IMAPS: mail delivered while it idles is fetched without a new
+/// poll.
+#[test]
+fn fetchmail_idle_over_imaps() {
+    require!("fetchmail" => "fetchmail", "swaks" => "swaks");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    deliver(&s, "carol@example.org", "fm-idle-0", "before idle");
+    let rc = fetchmail_rc(&c, "idle", "imap", s.ports.imaps, "ssl", "keep idle");
+    let out = c.path("idle.mbox");
+    let log = c.path("idle.log");
+    let mut child = Command::new("fetchmail")
+        .args(["-v", "--nodetach", "-f", &rc])
+        .arg("--pidfile")
+        .arg(c.path("idle.pid"))
+        .env("FETCHMAILHOME", &c.dir)
+        .env("HOME", &c.dir)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).unwrap())
+        .stderr(fs::File::create(c.path("idle.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if mbox_count(&out) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let first = wait_for(1);
+    // Only once fetchmail sits in IDLE does the next message test IDLE itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first
+        && Instant::now() < deadline
+        && !fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("IMAP< + ")
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    deliver(&s, "carol@example.org", "fm-idle-1", "during idle");
+    let second = first && wait_for(2);
+    // Our own child, by its PID.
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = format!(
+        "{}{}",
+        fs::read_to_string(&log).unwrap_or_default(),
+        fs::read_to_string(c.path("idle.err")).unwrap_or_default()
+    );
+    assert!(first, "fetchmail fetched nothing:\n{text}");
+    assert!(
+        second,
+        "mail delivered during IDLE was not fetched:\n{text}\n--- server log\n{}",
+        tail(&s.log_text(), 30)
+    );
+    assert!(
+        text.contains("IMAP> A0") && text.contains(" IDLE"),
+        "{text}"
+    );
 }
