@@ -225,6 +225,18 @@ pub struct LimitsSection {
     pub max_line_length: usize,
     /// Seconds a session may sit idle (IMAP IDLE excepted: 30 minutes).
     pub idle_timeout_secs: u64,
+    /// Seconds a TLS handshake may take in all (implicit TLS and STARTTLS alike): a client
+    /// that connects and never finishes its handshake is dropped after this, however slowly
+    /// it trickles bytes.
+    pub tls_handshake_timeout_secs: u64,
+    /// Octets of incoming message data all SMTP sessions together may hold in memory; a
+    /// message that would go beyond it is refused with `452 4.3.1` (the client retries later).
+    /// Each executor gets an equal share, never less than `max_message_size`.
+    pub max_message_memory: u64,
+    /// Connections served at once (all listeners); 0 = as many as the file-descriptor limit
+    /// allows, with a reserve for the data files. Over the limit a client gets a
+    /// "too busy" greeting and is disconnected.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsSection {
@@ -234,6 +246,9 @@ impl Default for LimitsSection {
             max_recipients: 100,
             max_line_length: 4096,
             idle_timeout_secs: 300,
+            tls_handshake_timeout_secs: 30,
+            max_message_memory: 256 * 1024 * 1024,
+            max_connections: 0,
         }
     }
 }
@@ -341,6 +356,9 @@ impl Config {
         }
         if self.limits.max_line_length < 512 {
             return bad("limits.max_line_length must be at least 512 (RFC 5321 §4.5.3.1)".into());
+        }
+        if self.limits.tls_handshake_timeout_secs < 1 {
+            return bad("limits.tls_handshake_timeout_secs must be at least 1".into());
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key must be given together".into());

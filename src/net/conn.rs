@@ -4,6 +4,7 @@
 //! futures-rustls cannot rebuild a stream from (socket, ServerConnection), which moving a live
 //! TLS session to the executor that owns the account needs (DESIGN.md, "Access").
 
+use super::limit::Slot;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io::{self, Read, Write};
@@ -20,6 +21,7 @@ pub struct ConnParts {
     tls: Option<Box<rustls::ServerConnection>>,
     pending_ciphertext: Vec<u8>,
     peer: SocketAddr,
+    slot: Option<Slot>,
 }
 
 impl std::fmt::Debug for ConnParts {
@@ -40,6 +42,8 @@ pub struct Conn {
     pending_ciphertext: Vec<u8>,
     peer: SocketAddr,
     out: Vec<u8>,
+    /// The connection's place in the server-wide connection count, if it took one.
+    slot: Option<Slot>,
 }
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -57,7 +61,14 @@ impl Conn {
             pending_ciphertext: Vec::new(),
             peer,
             out: Vec::new(),
+            slot: None,
         })
+    }
+
+    /// Counts this connection against the connection limit until it closes (on whichever
+    /// executor it ends up).
+    pub fn set_slot(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// The client's address.
@@ -273,6 +284,7 @@ impl Conn {
             tls: self.tls,
             pending_ciphertext: self.pending_ciphertext,
             peer: self.peer,
+            slot: self.slot,
         })
     }
 
@@ -287,6 +299,7 @@ impl Conn {
             pending_ciphertext: parts.pending_ciphertext,
             peer: parts.peer,
             out: Vec::new(),
+            slot: parts.slot,
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Exec {
     /// Recent failed logins per client address, to slow down password guessing.
     auth_failures: RefCell<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
     auth_cache: RefCell<crate::accounts::AuthCache>,
+    /// Message data this executor's sessions may hold in memory at once.
+    pub message_memory: Rc<crate::net::MemoryBudget>,
 }
 
 impl Exec {
@@ -259,6 +261,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         active_sessions: Cell::new(0),
         auth_failures: RefCell::new(HashMap::new()),
         auth_cache: RefCell::new(crate::accounts::AuthCache::new()),
+        message_memory: crate::net::MemoryBudget::new(message_memory_share(&shared)),
     });
     {
         let exec = exec.clone();
@@ -310,6 +313,14 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// This executor's share of `limits.max_message_memory`: an equal part, but never less than
+/// one message of the largest size, which must always be receivable.
+fn message_memory_share(shared: &Shared) -> usize {
+    let l = &shared.cfg.limits;
+    let share = l.max_message_memory / shared.executors.max(1) as u64;
+    usize::try_from(share.max(l.max_message_size)).unwrap_or(usize::MAX)
 }
 
 /// Runs a session future so that a panic in it costs only that connection: glommio does not

@@ -4,10 +4,11 @@
 use super::executor::Exec;
 use crate::config::Listener;
 use crate::metrics::{self, Counter, Gauge, Metric};
-use crate::net::Conn;
+use crate::net::{limit, Conn};
+use futures::future::Either;
 use glommio::net::TcpListener;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Accept loops; dropping this stops accepting.
 pub struct Listeners {
@@ -17,6 +18,11 @@ pub struct Listeners {
 /// Binds every configured listener on this executor (and, on executor 0, the admin socket
 /// and the metrics endpoint).
 pub fn bind_all(exec: &Rc<Exec>) -> Result<Listeners, String> {
+    static LIMITS: std::sync::Once = std::sync::Once::new();
+    LIMITS.call_once(|| {
+        crate::net::budget::tune_allocator();
+        set_connection_limit(exec.shared.cfg.limits.max_connections);
+    });
     let mut tasks = Vec::new();
     for (kind, addr) in exec.shared.cfg.listen.all() {
         let listener =
@@ -28,6 +34,34 @@ pub fn bind_all(exec: &Rc<Exec>) -> Result<Listeners, String> {
         tasks.extend(crate::server::admin::bind(exec)?);
     }
     Ok(Listeners { _tasks: tasks })
+}
+
+/// Raises the open-file limit as far as allowed and sets the connection limit: the configured
+/// one, or as many as the descriptors allow with a reserve for data files, so that a flood
+/// of connections can never starve storage of descriptors.
+fn set_connection_limit(configured: usize) {
+    let fd_limit = match limit::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            u64::MAX
+        }
+    };
+    let by_fds = limit::connections_for_fds(fd_limit, limit::open_fds());
+    let n = if configured == 0 {
+        by_fds
+    } else {
+        if configured > by_fds {
+            tracing::warn!(
+                max_connections = configured,
+                fd_limit,
+                "limits.max_connections is more than the open-file limit allows"
+            );
+        }
+        configured.min(by_fds)
+    };
+    limit::set_connection_limit(n);
+    tracing::info!(fd_limit, max_connections = n, "connection limit");
 }
 
 /// Binds a listening socket shared by every executor (SO_REUSEPORT). SO_REUSEADDR lets a
@@ -47,15 +81,32 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
+    let mut last_warning: Option<Instant> = None;
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = kind.name(), error = %e, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+                // EMFILE and friends: back off instead of spinning, and say so once a
+                // minute, not on every retry.
+                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(listener = kind.name(), error = %e, "accept failed");
+                    last_warning = Some(Instant::now());
+                }
+                glommio::timer::sleep(Duration::from_millis(20)).await;
                 continue;
             }
+        };
+        let Some(slot) = limit::try_acquire() else {
+            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(
+                    listener = kind.name(),
+                    limit = limit::connection_limit(),
+                    "too many connections; refusing new ones"
+                );
+                last_warning = Some(Instant::now());
+            }
+            glommio::spawn_local(refuse(kind, stream)).detach();
+            continue;
         };
         let exec = exec.clone();
         let span =
@@ -65,7 +116,7 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
                 let _guard = exec.session_guard();
                 metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
                 metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), 1);
-                let conn = match Conn::new(stream) {
+                let mut conn = match Conn::new(stream) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!(error = %e, "connection lost before start");
@@ -73,6 +124,7 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
                         return;
                     }
                 };
+                conn.set_slot(slot);
                 super::executor::contain_panics(kind.name(), serve_connection(exec, kind, conn))
                     .await;
                 metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
@@ -83,17 +135,52 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
     }
 }
 
-/// Runs a TLS handshake on a connection, recording its latency.
+/// Turns a client away when the connection limit is reached: a plaintext protocol gets its
+/// "busy, try later" greeting, a TLS port just the close.
+async fn refuse(kind: Listener, mut stream: glommio::net::TcpStream) {
+    use futures_lite::AsyncWriteExt;
+    let busy: &[u8] = match kind {
+        Listener::Smtp | Listener::Submission => {
+            b"421 4.3.2 Too many connections, try again later\r\n"
+        }
+        Listener::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+        Listener::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+        Listener::Submissions | Listener::Imaps | Listener::Pop3s => b"",
+    };
+    if !busy.is_empty() {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(busy).await;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+}
+
+/// Runs a TLS handshake on a connection, recording its latency. The whole handshake must
+/// finish within `limits.tls_handshake_timeout_secs`: the per-read idle timeout alone would
+/// let a client that sends one byte now and then hold the connection forever.
 pub async fn handshake(exec: &Exec, conn: &mut Conn) -> bool {
     let started = Instant::now();
-    match conn.start_tls(exec.shared.tls.clone()).await {
+    let limit = Duration::from_secs(exec.shared.cfg.limits.tls_handshake_timeout_secs.max(1));
+    let peer = conn.peer();
+    let result = {
+        let tls = conn.start_tls(exec.shared.tls.clone());
+        let deadline = glommio::timer::sleep(limit);
+        futures::pin_mut!(tls, deadline);
+        match futures::future::select(tls, deadline).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake took too long",
+            )),
+        }
+    };
+    match result {
         Ok(()) => {
             metrics::record(Metric::TlsHandshake, started.elapsed());
             true
         }
         Err(e) => {
             metrics::incr(Counter::TlsHandshakesFailed, 1);
-            tracing::debug!(peer = %conn.peer(), error = %e, "TLS handshake failed");
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
             false
         }
     }

@@ -70,6 +70,9 @@ pub enum DataError {
         /// The limit.
         limit: usize,
     },
+    /// The server is short of memory for message data right now (452 4.3.1, try later).
+    #[error("insufficient system resources for the message, try again later")]
+    OverBudget,
     /// Header section larger than `max_header_bytes` (552 5.3.4).
     #[error("message header exceeds {limit} octets")]
     HeaderTooLarge {
@@ -270,6 +273,13 @@ impl DataReader {
         DataStatus::NeedMore
     }
 
+    /// Gives the message up for lack of memory: what was stored is freed, the rest is only
+    /// scanned for its end, and the message is refused with [`DataError::OverBudget`] (unless
+    /// it had already broken another rule).
+    pub fn shed(&mut self) {
+        self.flag(DataError::OverBudget);
+    }
+
     /// Ends the message: the body, or why it is refused. For DATA call it after
     /// [`DataStatus::Complete`]; for BDAT after the LAST chunk.
     pub fn finish(mut self) -> Result<Bytes, DataError> {
@@ -405,6 +415,25 @@ mod tests {
         let (consumed, body) = both(input).unwrap();
         assert_eq!(&input[consumed..], b"QUIT\r\n");
         assert_eq!(body.unwrap(), &b"Subject: hi\r\n\r\nbody\r\n"[..]);
+    }
+
+    #[test]
+    fn shed_message_frees_memory_and_reads_to_the_end() {
+        let mut r = DataReader::new(Framing::DotStuffed, limits(), None);
+        assert_eq!(
+            r.feed(b"Subject: x\r\n\r\nfirst part\r\n"),
+            DataStatus::NeedMore
+        );
+        assert!(r.buffered() > 0);
+        r.shed();
+        assert_eq!(r.buffered(), 0);
+        assert_eq!(r.feed(b"second part\r\n"), DataStatus::NeedMore);
+        assert_eq!(r.buffered(), 0);
+        assert_eq!(
+            r.feed(b".\r\nQUIT\r\n"),
+            DataStatus::Complete { consumed: 3 }
+        );
+        assert_eq!(r.finish(), Err(DataError::OverBudget));
     }
 
     #[test]

@@ -82,14 +82,26 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
     let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut started = Instant::now();
+    // Message data held in memory counts against the executor's budget (net::budget).
+    let mut hold = exec.message_memory.hold();
     loop {
         let db = exec.accounts();
         let dir = Dir {
             db: &db,
             cfg: &exec.shared.cfg,
         };
+        session.set_memory_pressure(hold.exhausted());
         let p = session.feed(&inbuf, &dir);
         inbuf.drain(..p.consumed);
+        if !hold.set(session.buffered_message_bytes()) && session.shed_message() {
+            tracing::info!(
+                peer = %conn.peer(),
+                held = hold.held(),
+                limit = exec.message_memory.limit(),
+                "message memory exhausted; message refused with 452"
+            );
+            hold.set(session.buffered_message_bytes());
+        }
         for k in p.completed {
             metrics::record(Metric::from_smtp_command(k.name()), started.elapsed());
         }
@@ -126,7 +138,11 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                 metrics::record(Metric::from_smtp_command(k.name()), started.elapsed());
             }
             Some(Action::Deliver(env)) => {
+                // The message stays in memory until it is stored.
+                hold.set(env.message_len());
                 let r = deliver(&exec, &env).await;
+                drop(env);
+                hold.set(session.buffered_message_bytes());
                 match r {
                     Ok(()) => metrics::incr(Counter::MessagesAccepted, 1),
                     Err(_) => metrics::incr(Counter::MessagesRejected(RejectReason::Storage), 1),

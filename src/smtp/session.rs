@@ -245,6 +245,11 @@ const fn st(class: u8, subject: u16, detail: u16) -> EnhancedStatus {
 const NEED_MAIL: Canned = Canned(503, st(5, 5, 1), "Error: need MAIL command");
 const NO_RCPTS: Canned = Canned(554, st(5, 5, 1), "Error: no valid recipients");
 const BDAT_SYNTAX: Canned = Canned(501, st(5, 5, 4), "Syntax: BDAT <size> [LAST]");
+const NO_MEMORY: Canned = Canned(
+    452,
+    st(4, 3, 1),
+    "Error: insufficient system resources, try again later",
+);
 
 #[derive(Debug)]
 enum SaslStep {
@@ -297,6 +302,8 @@ pub struct Session {
     pending: Option<Pending>,
     errors: u32,
     closing: bool,
+    /// The server is short of memory for message data: new messages are refused for now.
+    memory_pressure: bool,
     out: Vec<u8>,
     completed: Vec<CommandKind>,
 }
@@ -317,6 +324,7 @@ impl Session {
             pending: None,
             errors: 0,
             closing: false,
+            memory_pressure: false,
             out: Vec::with_capacity(512),
             completed: Vec::new(),
         }
@@ -375,6 +383,30 @@ impl Session {
             .as_ref()
             .and_then(|t| t.bdat.as_ref())
             .map_or(0, DataReader::buffered)
+    }
+
+    /// Tells the session whether the server is short of memory for message data; while it is,
+    /// DATA and the first BDAT of a message get `452 4.3.1` (RFC 5321 §4.2.5) instead of
+    /// starting a message. The driver sets it before each [`Session::feed`].
+    pub fn set_memory_pressure(&mut self, short: bool) {
+        self.memory_pressure = short;
+    }
+
+    /// Gives up the message being received because the server is short of memory: its data
+    /// is freed, the rest of it is read and thrown away, and it is answered `452 4.3.1`.
+    /// Returns whether there was a message to give up.
+    pub fn shed_message(&mut self) -> bool {
+        let reader = match &mut self.mode {
+            Mode::Data(r) => Some(r),
+            _ => self.tx.as_mut().and_then(|t| t.bdat.as_mut()),
+        };
+        match reader {
+            Some(r) => {
+                r.shed();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Processes buffered input. See the module documentation for the driver loop.
@@ -883,6 +915,10 @@ impl Session {
         if tx.rcpt_count() == 0 {
             return self.canned(NO_RCPTS);
         }
+        if self.memory_pressure {
+            // The transaction stays: the client may try DATA again or give up with RSET.
+            return self.canned(NO_MEMORY);
+        }
         let reader = DataReader::new(Framing::DotStuffed, self.cfg.data_limits(), tx.size_hint);
         write_reply(&mut self.out, 354, None, "End data with <CR><LF>.<CR><LF>");
         self.mode = Mode::Data(reader);
@@ -893,6 +929,7 @@ impl Session {
         let reject = match self.tx.as_mut() {
             None => Some(NEED_MAIL),
             Some(tx) if tx.rcpt_count() == 0 => Some(NO_RCPTS),
+            Some(tx) if tx.bdat.is_none() && self.memory_pressure => Some(NO_MEMORY),
             Some(tx) => {
                 if tx.bdat.is_none() {
                     let check_lines = tx.body_type != BodyType::BinaryMime;
@@ -1124,6 +1161,7 @@ impl Session {
             ),
             DataError::LineTooLong { .. } => self.reply(554, st(5, 6, 0), &text),
             DataError::TooManyHops { .. } => self.reply(554, st(5, 4, 6), &text),
+            DataError::OverBudget => self.canned(NO_MEMORY),
         }
     }
 

@@ -910,6 +910,58 @@ fn bdat_size_limit_fails_transaction_and_following_chunks() {
 }
 
 #[test]
+fn memory_pressure_refuses_new_messages_with_452() {
+    let mut s = session(ListenerKind::Mx, false);
+    s.set_memory_pressure(true);
+    let (_, out) = feed(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nNOOP\r\n",
+    );
+    // DATA refused without a 354: the NOOP that follows is a command.
+    assert_eq!(&codes(&out)[3..], ["452 4.3.1", "250 2.0.0"]);
+    // The transaction survives: DATA works once memory is back.
+    s.set_memory_pressure(false);
+    let (out, envs) = converse(&mut s, b"DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(codes(&out), ["354 End", "250 2.0.0"]);
+    assert_eq!(envs.len(), 1);
+    // The first BDAT chunk is refused and skipped, never executed.
+    s.set_memory_pressure(true);
+    let (_, out) = feed(
+        &mut s,
+        b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n",
+    );
+    assert_eq!(&codes(&out)[2..], ["452 4.3.1", "250 2.0.0"]);
+    assert!(!s.wants_close());
+}
+
+#[test]
+fn shed_message_is_read_to_its_end_and_refused_with_452() {
+    let mut s = session(ListenerKind::Mx, false);
+    assert!(!s.shed_message(), "nothing to shed outside a message");
+    let (_, out) = feed(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\n\r\nfirst\r\n",
+    );
+    assert_eq!(codes(&out).last().map(String::as_str), Some("354 End"));
+    assert!(s.buffered_message_bytes() > 0);
+    assert!(s.shed_message());
+    assert_eq!(s.buffered_message_bytes(), 0);
+    let (out, envs) = converse(&mut s, b"more\r\n.\r\nNOOP\r\n");
+    assert!(envs.is_empty());
+    assert_eq!(codes(&out), ["452 4.3.1", "250 2.0.0"]);
+    // The same for a message arriving in BDAT chunks.
+    let (_, _) = feed(
+        &mut s,
+        b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nBDAT 5\r\nhello",
+    );
+    assert!(s.buffered_message_bytes() > 0);
+    assert!(s.shed_message());
+    let (out, envs) = converse(&mut s, b"BDAT 3 LAST\r\nabc");
+    assert!(envs.is_empty());
+    assert_eq!(codes(&out), ["452 4.3.1"]);
+}
+
+#[test]
 fn sasl_line_limit_is_larger_than_command_limit() {
     let mut s = session(ListenerKind::Submission, true);
     feed(&mut s, b"EHLO c\r\nAUTH PLAIN\r\n");
