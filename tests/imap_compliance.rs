@@ -33,10 +33,14 @@ const PASSING: &[&str] = &[
     "pipeline-connections",
     "search-addresses",
     "search-body",
+    "search-context-update",
+    "search-context-update2",
+    "search-context-update3",
     "search-date",
     "search-flags",
     "search-header",
     "search-intdate",
+    "search-partial",
     "search-sets",
     "search-size",
     "select",
@@ -45,35 +49,18 @@ const PASSING: &[&str] = &[
 ];
 
 /// Upstream scripts known not to pass on ringpost, with why.
-const KNOWN_FAILING: &[(&str, &str)] = &[
-    (
-        "move",
-        "the script requires THREAD=REFERENCES (a slip upstream; extra/move-capability is it \
-         with MOVE); ringpost has no THREAD",
-    ),
-    (
-        "search-context-update",
-        "needs CONTEXT=SEARCH (RFC 5267), not implemented",
-    ),
-    (
-        "search-context-update2",
-        "needs CONTEXT=SEARCH (RFC 5267), not implemented",
-    ),
-    (
-        "search-context-update3",
-        "needs CONTEXT=SEARCH (RFC 5267), not implemented",
-    ),
-    (
-        "search-partial",
-        "needs CONTEXT=SEARCH (RFC 5267), not implemented",
-    ),
-];
+const KNOWN_FAILING: &[(&str, &str)] = &[(
+    "move",
+    "the script requires THREAD=REFERENCES (a slip upstream; extra/move-capability is it with \
+     MOVE); ringpost has no THREAD",
+)];
 
 /// ringpost's own scripts (tests/imap/extra) that must pass.
 const EXTRA_PASSING: &[&str] = &[
     "close-unselect",
     "condstore",
     "condstore-multisession",
+    "context-multisession",
     "create-delete",
     "enable",
     "enable-nonauth",
@@ -91,6 +78,8 @@ const EXTRA_PASSING: &[&str] = &[
     "namespace",
     "rename",
     "search-misc",
+    "searchres",
+    "searchres-reset",
     "special-use",
     "status",
     "status-size",

@@ -216,6 +216,12 @@ pub enum SearchReturn {
     All,
     /// `COUNT`.
     Count,
+    /// `SAVE` (RFC 5182): keep the result for `$`.
+    Save,
+    /// `UPDATE` (RFC 5267): keep the client told of changes to the result.
+    Update,
+    /// `PARTIAL low:high` (RFC 5267): the results at these 1-based positions, `low <= high`.
+    Partial(u32, u32),
 }
 
 /// One message of an APPEND (several with MULTIAPPEND).
@@ -373,6 +379,13 @@ pub enum CommandBody<'a> {
         charset: Option<Str<'a>>,
         /// The criteria (an implicit AND).
         criteria: SearchKey<'a>,
+        /// The criteria as sent (kept by `RETURN (UPDATE)` to evaluate them again).
+        criteria_raw: &'a [u8],
+    },
+    /// `CANCELUPDATE tag...` (RFC 5267).
+    CancelUpdate {
+        /// Tags of the SEARCH RETURN (UPDATE) commands to stop.
+        tags: Vec<Str<'a>>,
     },
     /// `[UID] FETCH set items [(CHANGEDSINCE n)]`.
     Fetch {
@@ -480,6 +493,7 @@ impl CommandBody<'_> {
             CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
             CommandBody::SetQuota => "SETQUOTA",
             CommandBody::Id { .. } => "ID",
+            CommandBody::CancelUpdate { .. } => "CANCELUPDATE",
         }
     }
 }
@@ -664,6 +678,7 @@ fn parse_body<'a>(
         b"COPY" => (Some("COPY"), copy_move(c, false, false)),
         b"MOVE" => (Some("MOVE"), copy_move(c, false, true)),
         b"ID" => (Some("ID"), id(c)),
+        b"CANCELUPDATE" => (Some("CANCELUPDATE"), cancel_update(c)),
         b"UID" => uid_command(c),
         _ => (None, Err("Unknown command")),
     }
@@ -996,7 +1011,12 @@ fn append<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
     Ok(CommandBody::Append { mailbox, messages })
 }
 
+/// `sequence-set`, or `$` (the saved search result, RFC 5182).
 fn sequence_set<'a>(c: &mut Cursor<'a>) -> LexResult<SequenceSet<'a>> {
+    let start = c.pos();
+    if c.eat(b'$') {
+        return SequenceSet::parse(c.since(start)).ok_or("Invalid message set");
+    }
     let raw = c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
     SequenceSet::parse(raw).ok_or("Invalid message set")
 }
@@ -1031,13 +1051,26 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
         if !c.eat(b')') {
             loop {
                 let o = c.atom()?.to_ascii_uppercase();
-                opts.push(match o.as_slice() {
+                let opt = match o.as_slice() {
                     b"MIN" => SearchReturn::Min,
                     b"MAX" => SearchReturn::Max,
                     b"ALL" => SearchReturn::All,
                     b"COUNT" => SearchReturn::Count,
+                    b"SAVE" => SearchReturn::Save,
+                    b"UPDATE" => SearchReturn::Update,
+                    b"PARTIAL" => {
+                        c.sp()?;
+                        let lo = c.nz_number()?;
+                        c.expect(b':', "Invalid partial range")?;
+                        let hi = c.nz_number()?;
+                        SearchReturn::Partial(lo.min(hi), lo.max(hi))
+                    }
                     _ => return Err("Unknown search return option"),
-                });
+                };
+                if opts.contains(&opt) {
+                    return Err("Duplicate search return option");
+                }
+                opts.push(opt);
                 if !c.eat(b' ') {
                     break;
                 }
@@ -1053,22 +1086,42 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
         charset = Some(c.astring()?);
         c.sp()?;
     }
-    let mut keys = vec![parse_key(c, 0)?];
-    while c.eat(b' ') {
-        keys.push(parse_key(c, 0)?);
-    }
+    let start = c.pos();
+    let criteria = search_criteria(c)?;
+    let criteria_raw = c.since(start);
     c.end()?;
-    let criteria = if keys.len() == 1 {
-        keys.pop().unwrap_or(SearchKey::All)
-    } else {
-        SearchKey::And(keys)
-    };
     Ok(CommandBody::Search {
         uid,
         ret,
         charset,
         criteria,
+        criteria_raw,
     })
+}
+
+/// `search-key *(SP search-key)` up to the end of the line, as one key.
+pub(crate) fn search_criteria<'a>(c: &mut Cursor<'a>) -> LexResult<SearchKey<'a>> {
+    let mut keys = vec![parse_key(c, 0)?];
+    while c.eat(b' ') {
+        keys.push(parse_key(c, 0)?);
+    }
+    Ok(if keys.len() == 1 {
+        keys.pop().unwrap_or(SearchKey::All)
+    } else {
+        SearchKey::And(keys)
+    })
+}
+
+fn cancel_update<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
+    let mut tags = Vec::new();
+    while c.eat(b' ') {
+        tags.push(c.string()?);
+    }
+    if tags.is_empty() {
+        return Err("Missing search tag");
+    }
+    c.end()?;
+    Ok(CommandBody::CancelUpdate { tags })
 }
 
 fn fetch<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {

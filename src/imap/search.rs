@@ -108,6 +108,8 @@ pub struct MessageContext<'m> {
     pub keywords: &'m [String],
     /// The message bytes, present when [`SearchKey::needs_body`] said so.
     pub body: Option<&'m [u8]>,
+    /// UIDs of the saved search result (`$`, RFC 5182), ascending.
+    pub saved: &'m [u32],
 }
 
 /// Answers the content questions of a search (header/body text, Date: header); the real one
@@ -208,6 +210,9 @@ impl<'a> SearchKey<'a> {
             SearchKey::Before(d) => local_day(m.internal_date) < *d,
             SearchKey::On(d) => local_day(m.internal_date) == *d,
             SearchKey::Since(d) => local_day(m.internal_date) >= *d,
+            SearchKey::Uid(set) | SearchKey::Seq(set) if set.is_saved() => {
+                m.saved.binary_search(&m.uid).is_ok()
+            }
             SearchKey::Uid(set) => set.contains(m.uid, m.max_uid),
             SearchKey::Seq(set) => set.contains(m.seq, m.max_seq),
             SearchKey::ModSeq(n) => m.modseq >= *n,
@@ -280,6 +285,13 @@ pub(crate) fn parse_key<'a>(c: &mut Cursor<'a>, depth: u32) -> LexResult<SearchK
         } else {
             SearchKey::And(keys)
         });
+    }
+    if c.peek() == Some(b'$') {
+        let start = c.pos();
+        c.eat(b'$');
+        return SequenceSet::parse(c.since(start))
+            .map(SearchKey::Seq)
+            .ok_or("Invalid sequence set");
     }
     if matches!(c.peek(), Some(b'0'..=b'9') | Some(b'*')) {
         let raw = c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
@@ -362,7 +374,13 @@ pub(crate) fn parse_key<'a>(c: &mut Cursor<'a>, depth: u32) -> LexResult<SearchK
         }
         b"UID" => {
             c.sp()?;
-            let raw = c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
+            let raw = if c.peek() == Some(b'$') {
+                let start = c.pos();
+                c.eat(b'$');
+                c.since(start)
+            } else {
+                c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'))
+            };
             SearchKey::Uid(SequenceSet::parse(raw).ok_or("Invalid UID set")?)
         }
         b"NOT" => {
@@ -442,6 +460,7 @@ mod tests {
             max_uid: 12,
             keywords: kw,
             body,
+            saved: &[10],
         }
     }
 
@@ -491,6 +510,10 @@ mod tests {
         assert!(parse("BEFORE 2-Feb-1970").matches(&m, &Plain));
         assert!(!parse("SINCE 2-Feb-1970").matches(&m, &Plain));
         assert!(parse("NOT MODSEQ 6").matches(&m, &Plain));
+        // `$` is the saved result, by UID, whatever the key.
+        assert!(parse("$").matches(&m, &Plain));
+        assert!(parse("UID $").matches(&m, &Plain));
+        assert!(!parse("NOT $").matches(&m, &Plain));
     }
 
     #[test]

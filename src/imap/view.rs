@@ -51,6 +51,25 @@ pub(crate) struct Selected {
     pub uidnext: u32,
     /// Store version read before the last sync (for IDLE).
     pub version: u64,
+    /// UIDs of the saved search result (`$`, RFC 5182), ascending.
+    pub saved: Vec<u32>,
+    /// Searches whose result changes the client is told of (RFC 5267 `RETURN (UPDATE)`).
+    pub updates: Vec<SearchUpdate>,
+}
+
+/// A `SEARCH RETURN (UPDATE)` kept up to date (RFC 5267).
+#[derive(Debug, Clone)]
+pub(crate) struct SearchUpdate {
+    /// Tag of the SEARCH, named in every update.
+    pub tag: Vec<u8>,
+    /// UID SEARCH: updates name UIDs, not sequence numbers.
+    pub uid: bool,
+    /// The criteria as sent, CRLF-terminated; parsed again to evaluate.
+    pub criteria: Vec<u8>,
+    /// UIDs in the result, ascending.
+    pub results: Vec<u32>,
+    /// Mailbox state the result was last computed at (HIGHESTMODSEQ, UIDNEXT, count).
+    pub computed_at: (u64, u32, usize),
 }
 
 impl Selected {
@@ -80,6 +99,8 @@ impl Selected {
                 highest_modseq: ix.highest_modseq(),
                 uidnext: ix.uidnext(),
                 version,
+                saved: Vec::new(),
+                updates: Vec::new(),
             }
         })?;
         let start = sel.uids.partition_point(|&u| u < first_recent);

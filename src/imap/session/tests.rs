@@ -1075,3 +1075,60 @@ fn international_mailbox_names() {
         "* STATUS \"été\" (MESSAGES 0)\r\nf OK Status completed.\r\n"
     );
 }
+
+#[test]
+fn search_save_partial_and_update() {
+    let st = store();
+    for i in 0..5 {
+        st.deliver(
+            "user",
+            "INBOX",
+            format!("Subject: {i}\r\n\r\nx").as_bytes(),
+            0,
+        );
+    }
+    let mut s = selected(&st);
+    // SAVE alone answers only OK; `$` is the saved result (RFC 5182).
+    let out = run(&mut s, &st, "a SEARCH RETURN (SAVE) 2:3\r\n");
+    assert_eq!(out, "a OK Search completed.\r\n");
+    let out = run(&mut s, &st, "b FETCH $ (UID)\r\n");
+    assert!(
+        out.starts_with("* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nb OK"),
+        "{out}"
+    );
+    let out = run(&mut s, &st, "b2 SEARCH NOT $\r\n");
+    assert_eq!(out, "* SEARCH 1 4 5\r\nb2 OK Search completed.\r\n");
+    // PARTIAL ranges are put in order and clipped (RFC 5267).
+    let out = run(&mut s, &st, "c SEARCH RETURN (PARTIAL 4:2) ALL\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"c\") PARTIAL (2:4 2:4)\r\nc OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "d UID SEARCH RETURN (PARTIAL 9:10) ALL\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"d\") UID PARTIAL (9:10 NIL)\r\nd OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "e SEARCH RETURN (PARTIAL 1:*) ALL\r\n");
+    assert!(out.starts_with("e BAD"), "{out}");
+    // UPDATE: joins after the change, leaves before the EXPUNGE that renumbers.
+    let out = run(&mut s, &st, "f SEARCH RETURN (UPDATE) FLAGGED\r\n");
+    assert_eq!(out, "* ESEARCH (TAG \"f\")\r\nf OK Search completed.\r\n");
+    let out = run(&mut s, &st, "g STORE 4:5 +FLAGS.SILENT (\\Flagged)\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"f\") ADDTO (1 4:5)\r\ng OK Store completed.\r\n"
+    );
+    run(&mut s, &st, "h STORE 4 +FLAGS.SILENT (\\Deleted)\r\n");
+    let out = run(&mut s, &st, "i EXPUNGE\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"f\") REMOVEFROM (0 4)\r\n* 4 EXPUNGE\r\ni OK Expunge completed.\r\n"
+    );
+    let out = run(&mut s, &st, "j CANCELUPDATE \"f\"\r\n");
+    assert!(out.starts_with("j OK"), "{out}");
+    let out = run(&mut s, &st, "k STORE 1 +FLAGS.SILENT (\\Flagged)\r\n");
+    assert_eq!(out, "k OK Store completed.\r\n");
+    let out = run(&mut s, &st, "l CANCELUPDATE \"f\"\r\n");
+    assert!(out.starts_with("l NO"), "{out}");
+}
