@@ -57,6 +57,7 @@ const KNOWN_FAILING: &[(&str, &str)] = &[(
 
 /// ringpost's own scripts (tests/imap/extra) that must pass.
 const EXTRA_PASSING: &[&str] = &[
+    "banner",
     "close-unselect",
     "condstore",
     "condstore-multisession",
