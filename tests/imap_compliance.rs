@@ -72,6 +72,8 @@ const EXTRA_PASSING: &[&str] = &[
     "id",
     "id-nonauth",
     "idle",
+    "imap4rev2",
+    "mailbox-names",
     "move-capability",
     "move-multisession",
     "multiappend",
