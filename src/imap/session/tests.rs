@@ -461,7 +461,7 @@ fn expunge_reports_descending_sequence_numbers() {
     let out = run(&mut s, &st, "b EXPUNGE\r\n");
     assert_eq!(
         out,
-        "* 5 EXPUNGE\r\n* 4 EXPUNGE\r\n* 2 EXPUNGE\r\nb OK Expunge completed.\r\n"
+        "* 5 EXPUNGE\r\n* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n* 2 RECENT\r\nb OK Expunge completed.\r\n"
     );
     let out = run(&mut s, &st, "c FETCH 1:* UID\r\n");
     assert_eq!(
@@ -470,7 +470,7 @@ fn expunge_reports_descending_sequence_numbers() {
     );
     run(&mut s, &st, "d STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\n");
     let out = run(&mut s, &st, "e UID EXPUNGE 3\r\n");
-    assert_eq!(out, "* 2 EXPUNGE\r\ne OK Expunge completed.\r\n");
+    assert_eq!(out, "* 2 EXPUNGE\r\n* 1 RECENT\r\ne OK Expunge completed.\r\n");
     // CLOSE expunges silently.
     let out = run(&mut s, &st, "f CLOSE\r\n");
     assert_eq!(out, "f OK Close completed.\r\n");
@@ -579,7 +579,7 @@ fn copy_and_move_with_uidplus() {
     assert_eq!(
         out,
         format!(
-            "* OK [COPYUID {trash_uv} 2 3] Moved UIDs.\r\n* 2 EXPUNGE\r\nb OK Move completed.\r\n"
+            "* OK [COPYUID {trash_uv} 2 3] Moved UIDs.\r\n* 2 EXPUNGE\r\n* 1 RECENT\r\nb OK Move completed.\r\n"
         )
     );
     let out = run(&mut s, &st, "c COPY 1 Nowhere\r\n");
@@ -687,7 +687,7 @@ fn rename_inbox_and_selected_mailbox() {
     let out = run(&mut s, &st, "a RENAME INBOX Old/Inbox\r\n");
     assert_eq!(
         out,
-        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\na OK Rename completed.\r\n"
+        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n* 0 RECENT\r\na OK Rename completed.\r\n"
     );
     assert_eq!(
         st.with_mailbox("user", "Old/Inbox", |m| m.messages().len()),
@@ -1123,7 +1123,7 @@ fn search_save_partial_and_update() {
     let out = run(&mut s, &st, "i EXPUNGE\r\n");
     assert_eq!(
         out,
-        "* ESEARCH (TAG \"f\") REMOVEFROM (0 4)\r\n* 4 EXPUNGE\r\ni OK Expunge completed.\r\n"
+        "* ESEARCH (TAG \"f\") REMOVEFROM (0 4)\r\n* 4 EXPUNGE\r\n* 4 RECENT\r\ni OK Expunge completed.\r\n"
     );
     let out = run(&mut s, &st, "j CANCELUPDATE \"f\"\r\n");
     assert!(out.starts_with("j OK"), "{out}");
