@@ -80,6 +80,7 @@ const EXTRA_PASSING: &[&str] = &[
     "multiappend-uidplus",
     "namespace",
     "rename",
+    "response-codes",
     "search-misc",
     "searchres",
     "searchres-reset",
