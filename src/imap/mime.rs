@@ -207,7 +207,27 @@ pub fn text_contains(msg: &[u8], needle: &str) -> bool {
     if folded.is_empty() {
         return true;
     }
-    header_block_contains(&msg[..header_len(msg)], &folded) || body_contains(msg, needle)
+    if header_block_contains(&msg[..header_len(msg)], &folded) || body_contains(msg, needle) {
+        return true;
+    }
+    // TEXT also sees the MIME headers of the parts (Content-Type names and all), as Dovecot.
+    let parsed = parse(msg);
+    let root = tree(&parsed, msg);
+    part_headers_contain(&root, &folded, 0)
+}
+
+fn part_headers_contain(node: &Node<'_>, folded_needle: &str, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match &node.kind {
+        Kind::Leaf => false,
+        Kind::Multipart(children) => children.iter().any(|c| {
+            header_block_contains(c.header(), folded_needle)
+                || part_headers_contain(c, folded_needle, depth + 1)
+        }),
+        Kind::Message(inner) => part_headers_contain(inner, folded_needle, depth + 1),
+    }
 }
 
 /// The Date: header as seconds since the epoch *of its own wall-clock time* (the zone offset is
@@ -2267,6 +2287,9 @@ mod tests {
         // Attachments that are not text are not searched; an empty needle always matches.
         assert!(!body_contains(MIXED, "JVBERi0"));
         assert!(body_contains(MIXED, ""));
+        // TEXT (not BODY) also sees the parts' MIME headers (Dovecot).
+        assert!(text_contains(MIXED, "cv.pdf"));
+        assert!(!body_contains(MIXED, "cv.pdf"));
         // Text of an attached message, and its header, count as body.
         let m = kitchen_sink();
         assert!(body_contains(&m, "HI AGAIN"));

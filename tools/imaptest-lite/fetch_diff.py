@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """fetch_diff: APPENDs a corpus of MIME edge cases to two IMAP servers and compares their
-FETCH answers (BODYSTRUCTURE, ENVELOPE, sections, BINARY ...) item by item, case-insensitively.
+FETCH answers (BODYSTRUCTURE, ENVELOPE, sections, BINARY ...) item by item, case-insensitively,
+and their SEARCH results for a list of criteria.
 Used to line ringpost's MIME answers up with Dovecot's. Python 3 standard library only.
 
     fetch_diff.py --a 127.0.0.1:10143 --a-user U --a-pass P \\
@@ -221,6 +222,22 @@ x
 """)
 
 
+# SEARCH criteria compared over the corpus too.
+SEARCHES = [
+    "ALL", "TEXT caf", "BODY caf", "CHARSET UTF-8 BODY café", "CHARSET UTF-8 SUBJECT café",
+    "SUBJECT caf", "HEADER X-Long bbbb", "HEADER X-Long \"aaaa bbbb\"",
+    "HEADER Content-Type multipart", "FROM quoted", "FROM \"quoted, name\"", "TO group",
+    "CC comment", "CC a@b.c", "FROM group", "TO undisclosed", "BODY inner", "TEXT inner",
+    "BODY <b>", "TEXT signature", "BODY \"Hello world\"", "BODY SGVsbG8", "BODY m1",
+    "TEXT encapsulated", "HEADER Subject \"\"", "NOT HEADER Content-Type \"\"", "LARGER 200",
+    "SMALLER 100", "SENTON 7-Feb-1994", "SENTSINCE 1-Jan-2000", "SENTBEFORE 1-Jan-1990",
+    "HEADER content-transfer-encoding base64", "BODY attachment", "TEXT pdf", "BODY doc.pdf",
+    "TEXT \"inner text\"", "BODY \"just text\"", "HEADER MESSAGE-ID 1@x",
+    "HEADER In-Reply-To <0@x>", "SUBJECT \"\"", "CHARSET UTF-8 TEXT héllo", "TEXT =E9",
+    "BODY =E9", "BODY AAAA", "TEXT long", "BODY \"\"",
+]
+
+
 class Client:
     def __init__(self, hostport, tls, user, password):
         host, port = hostport.rsplit(":", 1)
@@ -327,6 +344,14 @@ def main():
                 print("== message %d %s" % (i, item))
                 print("  a:", b" | ".join(fa).decode("utf-8", "replace"))
                 print("  b:", b" | ".join(fb).decode("utf-8", "replace"))
+    for criteria in SEARCHES:
+        ua, ta = a.cmd("SEARCH " + criteria)
+        ub, tb = b.cmd("SEARCH " + criteria)
+        ra = [x for x in ua if x.startswith(b"* SEARCH")] + [ta.split(b" ")[1]]
+        rb = [x for x in ub if x.startswith(b"* SEARCH")] + [tb.split(b" ")[1]]
+        if ra != rb:
+            diffs += 1
+            print("== SEARCH %s\n  a: %r\n  b: %r" % (criteria, ra, rb))
     print("%d differences" % diffs)
     sys.exit(1 if diffs else 0)
 
