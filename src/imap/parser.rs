@@ -1067,10 +1067,10 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
                     }
                     _ => return Err("Unknown search return option"),
                 };
-                if opts.contains(&opt) {
-                    return Err("Duplicate search return option");
+                // A repeated option counts once (Dovecot accepts it too).
+                if !opts.contains(&opt) {
+                    opts.push(opt);
                 }
-                opts.push(opt);
                 if !c.eat(b' ') {
                     break;
                 }
