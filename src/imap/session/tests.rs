@@ -349,14 +349,23 @@ fn fetch_items() {
         &st,
         "a FETCH 1:2 (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n",
     );
+    // INTERNALDATE is shown in the server's zone (whatever this test runs in).
+    let date = |secs: i64| {
+        let mut d = Vec::new();
+        crate::imap::response::date_time(&mut d, secs);
+        String::from_utf8(d).unwrap()
+    };
+    assert_eq!(date(0).len(), 28, "zero-padded day: {}", date(0));
     assert_eq!(
         out,
         format!(
-            "* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE \" 1-Jan-1971 00:00:00 +0000\")\r\n\
-             * 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE \" 2-Jan-1971 00:00:00 +0000\")\r\n\
+            "* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE {})\r\n\
+             * 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE {})\r\n\
              a OK Fetch completed.\r\n",
             MSG1.len(),
-            MSG2.len()
+            date(86400 * 365),
+            MSG2.len(),
+            date(86400 * 366),
         )
     );
     let out = run(&mut s, &st, "b UID FETCH 2 BODY.PEEK[]<0.4>\r\n");
