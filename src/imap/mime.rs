@@ -207,7 +207,27 @@ pub fn text_contains(msg: &[u8], needle: &str) -> bool {
     if folded.is_empty() {
         return true;
     }
-    header_block_contains(&msg[..header_len(msg)], &folded) || body_contains(msg, needle)
+    if header_block_contains(&msg[..header_len(msg)], &folded) || body_contains(msg, needle) {
+        return true;
+    }
+    // TEXT also sees the MIME headers of the parts (Content-Type names and all), as Dovecot.
+    let parsed = parse(msg);
+    let root = tree(&parsed, msg);
+    part_headers_contain(&root, &folded, 0)
+}
+
+fn part_headers_contain(node: &Node<'_>, folded_needle: &str, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match &node.kind {
+        Kind::Leaf => false,
+        Kind::Multipart(children) => children.iter().any(|c| {
+            header_block_contains(c.header(), folded_needle)
+                || part_headers_contain(c, folded_needle, depth + 1)
+        }),
+        Kind::Message(inner) => part_headers_contain(inner, folded_needle, depth + 1),
+    }
 }
 
 /// The Date: header as seconds since the epoch *of its own wall-clock time* (the zone offset is
@@ -325,6 +345,20 @@ fn build<'a>(msg: &'a Message<'_>, idx: usize, depth: usize) -> Option<Node<'a>>
         }
         _ => Kind::Leaf,
     };
+    // A multipart without a boundary (or without any part) still has one part: an empty
+    // text/plain, as Dovecot describes it.
+    let kind = if deeper && matches!(kind, Kind::Leaf) && info.type_is("multipart") {
+        Kind::Multipart(vec![Node {
+            raw,
+            header: body_end..body_end,
+            body: body_end..body_end,
+            info: PartInfo::parse(b""),
+            kind: Kind::Leaf,
+            text: Some(Cow::Borrowed("")),
+        }])
+    } else {
+        kind
+    };
     let text = match &part.body {
         PartType::Text(t) | PartType::Html(t) => Some(Cow::Borrowed(t.as_ref())),
         _ => None,
@@ -361,7 +395,15 @@ fn top_part<'n, 'a>(root: &'n Node<'a>, index: usize) -> Option<&'n Node<'a>> {
 fn resolve<'n, 'a>(root: &'n Node<'a>, path: &[u32]) -> Option<&'n Node<'a>> {
     let (&first, rest) = path.split_first()?;
     let mut node = top_part(root, usize::try_from(first).ok()?.checked_sub(1)?)?;
+    // A leaf that is the whole body of a message has only part 1, itself; a leaf inside a
+    // multipart also answers to "1" below it (as Dovecot does).
+    let mut whole_body = !matches!(root.kind, Kind::Multipart(_));
     for &n in rest {
+        whole_body = match &node.kind {
+            Kind::Leaf if whole_body => return None,
+            Kind::Message(inner) => !matches!(inner.kind, Kind::Multipart(_)),
+            _ => false,
+        };
         node = child(node, n)?;
     }
     Some(node)
@@ -2078,11 +2120,17 @@ mod tests {
             &body_structure(m, false),
             "((\"message\" \"global\" NIL NIL NIL \"7bit\" 15) \"mixed\")",
         );
-        // A multipart without its boundary is plain text to us (as to mail-parser).
+        // A multipart whose boundary never comes has one empty text/plain part (Dovecot).
         let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\nno parts\r\n";
         check(
             &body_structure(m, false),
-            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1)",
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")",
+        );
+        assert_eq!(section(m, &sec(&[1], None)), Some(Vec::new()));
+        let m = b"Content-Type: multipart/mixed\r\n\r\nno boundary\r\n";
+        check(
+            &body_structure(m, false),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")",
         );
     }
 
@@ -2197,6 +2245,19 @@ mod tests {
     }
 
     #[test]
+    fn part_one_below_a_leaf() {
+        // A single-part message has part 1 only; a leaf inside a multipart is its own "1".
+        let single = b"Subject: s\r\n\r\nhello\r\n";
+        assert_eq!(
+            section(single, &sec(&[1], None)),
+            Some(b"hello\r\n".to_vec())
+        );
+        assert_eq!(section(single, &sec(&[1, 1], None)), None);
+        let multi = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b--\r\n";
+        assert_eq!(section(multi, &sec(&[1, 1], None)), Some(b"one".to_vec()));
+    }
+
+    #[test]
     fn search_addresses_match_the_normalised_form() {
         let m = b"From: <user-from (comment)@ (comment) domain.org>\r\n\
             To: user-to@domain.org (RealTo)\r\n\
@@ -2226,6 +2287,9 @@ mod tests {
         // Attachments that are not text are not searched; an empty needle always matches.
         assert!(!body_contains(MIXED, "JVBERi0"));
         assert!(body_contains(MIXED, ""));
+        // TEXT (not BODY) also sees the parts' MIME headers (Dovecot).
+        assert!(text_contains(MIXED, "cv.pdf"));
+        assert!(!body_contains(MIXED, "cv.pdf"));
         // Text of an attached message, and its header, count as body.
         let m = kitchen_sink();
         assert!(body_contains(&m, "HI AGAIN"));
@@ -2321,9 +2385,8 @@ mod tests {
                     let bs = body_structure(m, true);
                     let depth = bs.iter().take_while(|&&c| c == b'(').count();
                     assert!(depth <= MAX_DEPTH + 2, "depth {depth}");
-                    // Below the cap a part is an opaque leaf, whose "1" is itself.
+                    // Below the cap a part is an opaque leaf: deeper paths all answer alike.
                     let capped = section(m, &sec(&[1; 70], None));
-                    assert!(capped.is_some());
                     assert_eq!(section(m, &sec(&[1; 500], None)), capped);
                     assert!(section(m, &sec(&[1; 10], None)).is_some());
                     assert!(body_contains(m, "") && !body_contains(m, "nowhere"));

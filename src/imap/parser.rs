@@ -578,7 +578,9 @@ fn command_extent<'a>(input: &'a [u8], limits: &Limits) -> Result<usize, ParseEr
         }
         // Fits in usize: bounded by max_command above (callers keep limits sane).
         let size_us = usize::try_from(size).unwrap_or(usize::MAX);
-        if input.len() - line_end < size_us {
+        // A synchronising `{0}` needs its "+" too: the client waits for it before going on.
+        let awaiting_empty = size_us == 0 && !non_sync && input.len() == line_end;
+        if input.len() - line_end < size_us || awaiting_empty {
             return Err(ParseError::NeedLiteral {
                 size,
                 non_sync,
@@ -1067,10 +1069,10 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
                     }
                     _ => return Err("Unknown search return option"),
                 };
-                if opts.contains(&opt) {
-                    return Err("Duplicate search return option");
+                // A repeated option counts once (Dovecot accepts it too).
+                if !opts.contains(&opt) {
+                    opts.push(opt);
                 }
-                opts.push(opt);
                 if !c.eat(b' ') {
                     break;
                 }
@@ -1732,6 +1734,18 @@ mod tests {
                 offset: 24
             })
         );
+        // An empty synchronising literal still waits for its "+" ...
+        assert_eq!(
+            parse(b"a LOGIN {0}\r\n"),
+            Err(ParseError::NeedLiteral {
+                size: 0,
+                non_sync: false,
+                offset: 13
+            })
+        );
+        // ... a non-synchronising one does not, and what follows completes the command.
+        assert_eq!(parse(b"a LOGIN {0+}\r\n"), Err(ParseError::Incomplete));
+        assert!(parse(b"a LOGIN {0}\r\n {0}\r\n\r\n").is_ok());
         // Two pipelined commands: only the first is consumed.
         let (c, n) = parse(b"a NOOP\r\nb NOOP\r\n").unwrap();
         assert_eq!(c.tag, b"a");

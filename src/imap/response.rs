@@ -111,8 +111,8 @@ pub fn mailbox_flags(out: &mut Vec<u8>, keywords: &[String], with_wildcard: bool
     out.push(b')');
 }
 
-/// Appends a `date-time` (`"17-Jul-1996 09:44:25 +0300"`) in the server's local zone, as
-/// Dovecot shows INTERNALDATE.
+/// Appends a `date-time` (`"07-Jul-1996 09:44:25 +0300"`, day zero-padded) in the server's
+/// local zone, as Dovecot shows INTERNALDATE.
 pub fn date_time(out: &mut Vec<u8>, secs: i64) {
     date_time_in(out, secs, super::localtime::utc_offset(secs));
 }
@@ -131,7 +131,7 @@ pub fn date_time_in(out: &mut Vec<u8>, secs: i64, offset: i32) {
     let zone = offset.unsigned_abs() / 60;
     let _ = write!(
         out,
-        "\"{:>2}-{}-{:04} {:02}:{:02}:{:02} {}{:02}{:02}\"",
+        "\"{:02}-{}-{:04} {:02}:{:02}:{:02} {}{:02}{:02}\"",
         d,
         month,
         y,
@@ -182,7 +182,7 @@ mod tests {
         );
         assert_eq!(
             s(|o| date_time_in(o, 0, 0)),
-            "\" 1-Jan-1970 00:00:00 +0000\""
+            "\"01-Jan-1970 00:00:00 +0000\""
         );
         assert_eq!(
             s(|o| date_time_in(o, 837_596_665, 0)),
@@ -194,7 +194,7 @@ mod tests {
         );
         assert_eq!(
             s(|o| date_time_in(o, 0, 5 * 3600 + 1800)),
-            "\" 1-Jan-1970 05:30:00 +0530\""
+            "\"01-Jan-1970 05:30:00 +0530\""
         );
     }
 }

@@ -247,15 +247,10 @@ fn day_of(secs: i64) -> i64 {
 }
 
 fn sent_day(m: &MessageContext<'_>, content: &impl ContentMatcher) -> Option<i64> {
-    // RFC 3501 compares the Date: header's date disregarding time and zone; when the header
-    // is missing or unparsable, the internal date stands in (as Dovecot does).
+    // RFC 3501 compares the Date: header's date disregarding time and zone.
     let b = m.body?;
-    Some(
-        content
-            .sent_date(b)
-            .map(day_of)
-            .unwrap_or_else(|| local_day(m.internal_date)),
-    )
+    // Without a usable Date: header the sent date is the epoch, as Dovecot takes it.
+    Some(content.sent_date(b).map_or(0, day_of))
 }
 
 /// The flag bit of keyword `k` in `keywords` (case-insensitive), if the mailbox knows it.
@@ -526,7 +521,8 @@ mod tests {
         assert!(k.matches(&m, &Plain));
         assert!(!parse("SUBJECT bye").matches(&m, &Plain));
         assert!(parse("BODY words").matches(&m, &Plain));
-        // Without a Date: header the internal date stands in.
-        assert!(parse("SENTON 1-Feb-1970").matches(&m, &Plain));
+        // Without a Date: header the sent date is the epoch (Dovecot).
+        assert!(parse("SENTON 1-Jan-1970").matches(&m, &Plain));
+        assert!(parse("SENTBEFORE 1-Feb-1970").matches(&m, &Plain));
     }
 }

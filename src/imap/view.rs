@@ -198,8 +198,16 @@ impl Selected {
             Some(Ok(())) => {}
         }
 
+        let recent_before = self.recent.len();
         if opts.allow_expunge && self.gone_count > 0 {
             self.report_expunges(out);
+        }
+        // Dovecot also tells of a RECENT count that expunges lowered (EXISTS below does
+        // when messages arrive).
+        if !opts.rev2 && added == 0 && self.recent.len() != recent_before {
+            out.extend_from_slice(b"* ");
+            response::number(out, self.recent.len());
+            out.extend_from_slice(b" RECENT\r\n");
         }
         if let Some(kw) = new_keywords {
             self.keywords = kw;
@@ -354,7 +362,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(out, b"* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n");
+        // The RECENT count fell with the expunges: said after them, as Dovecot does.
+        assert_eq!(out, b"* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n* 3 RECENT\r\n");
         assert_eq!(v.uids, vec![1, 3, 5]);
         assert_eq!(v.recent, vec![1, 3, 5]);
     }

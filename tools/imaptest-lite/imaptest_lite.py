@@ -31,9 +31,10 @@ an empty line, then command groups. The rules followed here are imaptest's own
   the From-line date) and SELECTed on every connection. `append` alone APPENDs the next mbox
   message; `append ARGS` APPENDs it with ARGS and no date.
 
-Besides the script's expectations a few server invariants are checked on every connection:
-EXISTS never shrinks without EXPUNGE, FETCH/EXPUNGE name existing sequence numbers, a sequence
-number keeps its UID, and no two sessions both see a message as \\Recent.
+Besides the script's expectations a few server invariants are checked on every connection, as
+imaptest's state tracking does: EXISTS never shrinks without EXPUNGE, FETCH/EXPUNGE name
+existing sequence numbers, a sequence number keeps its UID, FETCH FLAGS uses only keywords
+announced by FLAGS, and no two sessions both see a message as \\Recent.
 
 Exit status: 0 when no test failed (skipped tests, for missing capabilities, do not fail).
 """
@@ -621,7 +622,9 @@ class Conn:
         self.uids = []
         self.selected = None
         self.uidvalidity = None
+        self.keywords = None      # keywords announced by the last FLAGS, lower-case
         self.closed = False
+        self.greeting = None
         self.raw_log = []
 
     def log(self, direction, data):
@@ -639,6 +642,7 @@ class Conn:
         greeting = self.read_response()
         if greeting.kind != "untagged":
             raise TestFailure("bad greeting: %s" % greeting.raw)
+        self.greeting = greeting
         self.note_capability(greeting.args)
         if a.starttls:
             r = self.simple("STARTTLS")
@@ -752,6 +756,10 @@ class Conn:
                                        "(EXISTS %d)" % (n, self.exists))
                 elif len(args) > 2 and args[2][0] == LIST:
                     self.track_fetch(n, args[2][1])
+        elif args and (astring(args[0]) or "").upper() == "FLAGS" and len(args) > 1 \
+                and args[1][0] == LIST:
+            self.keywords = set((astring(f) or "").lower() for f in args[1][1]
+                                if not (astring(f) or "\\").startswith("\\"))
         elif args and astring(args[0]) and astring(args[0]).upper() == "CAPABILITY":
             self.note_capability(args)
         elif args and astring(args[0]) and astring(args[0]).upper() == "OK" and len(args) > 2:
@@ -775,6 +783,10 @@ class Conn:
                                    % (seq, old, uid))
             self.uids[seq - 1] = uid
         uid = self.uids[seq - 1]
+        if flags is not None and self.keywords is not None:
+            for f in flags:
+                if not f.startswith("\\") and f not in self.keywords:
+                    self.r.state_error(self, "keyword %s used without being in FLAGS" % f)
         if flags is not None and "\\recent" in flags and uid is not None and self.selected:
             key = (self.selected.lower(), self.uidvalidity, uid)
             owner = self.r.recent_owner.setdefault(key, self.idx)
@@ -786,6 +798,7 @@ class Conn:
         self.exists = 0
         self.uids = []
         self.uidvalidity = None
+        self.keywords = None
 
     def close(self):
         if self.sock is not None:
@@ -1262,6 +1275,11 @@ class Execution:
             return False
 
         waiting_cont = pump()
+        if not group.commands and conn.greeting is not None:
+            # Banner check: the expectations are about the greeting.
+            m, first = self.match_untagged(group, None, conn.greeting.args, found, best)
+            if first:
+                failures.append(first)
         while pending:
             try:
                 r = conn.read_response()
