@@ -17,6 +17,7 @@ step that failed and Thunderbird's IMAP/SMTP protocol log, on any mismatch.
 """
 import base64
 import ctypes
+import email.message
 import imaplib
 import json
 import os
@@ -146,6 +147,11 @@ def make_profile(marionette_port):
         "mail.server.server1.check_new_mail": True,
         "mail.server.server1.use_idle": True,
         "mail.server.server1.trash_folder_name": "Trash",
+        # Fetch bodies (and attachments, part by part) when a message is opened, not in
+        # the background; and keep flags in sync through CONDSTORE where offered.
+        "mail.server.server1.offline_download": False,
+        "mail.server.default.autosync_offline_stores": False,
+        "mail.server.server1.use_condstore": True,
         "mail.smtpservers": "smtp1",
         "mail.smtp.defaultserver": "smtp1",
         "mail.smtpserver.smtp1.hostname": "localhost",
@@ -316,6 +322,43 @@ def deliver(to, subject, body):
     s.sendmail("sender@remote.example", [to],
                f"From: sender@remote.example\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n")
     s.quit()
+
+
+def store_elsewhere(mailbox, subject, op, flags):
+    """Changes flags from another client (imaplib), as a phone would."""
+    c = server()
+    c.login(USER, PASSWORD)
+    c.select('"%s"' % mailbox)
+    typ, data = c.uid("SEARCH", "HEADER", "Subject", subject)
+    uids = data[0].split()
+    if typ != "OK" or len(uids) != 1:
+        fail(f"cannot find {subject!r} in {mailbox}: {typ} {data}")
+    typ, data = c.uid("STORE", uids[0].decode(), op, flags)
+    if typ != "OK":
+        fail(f"STORE {op} {flags}: {typ} {data}")
+    c.logout()
+
+
+BIG_BLOB = bytes(range(256)) * 470  # 120,320 bytes: well past parts-on-demand's threshold
+
+
+def deliver_big():
+    msg = email.message.EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "sender@remote.example", USER, "tb-big"
+    msg.set_content("Body text of a big message.\n")
+    msg.add_attachment(BIG_BLOB, maintype="application", subtype="octet-stream",
+                       filename="blob.bin")
+    msg.add_attachment("second part text\n" * 100, subtype="plain", filename="notes.txt")
+    s = smtplib.SMTP("127.0.0.1", PORT["smtp"], timeout=60)
+    s.send_message(msg)
+    s.quit()
+
+
+def check_big(got):
+    want = [["blob.bin", len(BIG_BLOB), "application/octet-stream"],
+            ["notes.txt", len("second part text\n" * 100), "text/plain"]]
+    if got["parts"] != want or "Body text of a big message." not in got["body"]:
+        fail(f"tb-big as Thunderbird shows it: {got}, want parts {want}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -510,15 +553,67 @@ def run(m):
             throw new Error("new mail never appeared without a manual check (IDLE)");
         """)))
 
+    step("tag tb-1 (keywords $label1 and $Junk)", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        inbox.addKeywordsToMessages([bySubject(inbox, "tb-1")], "$label1 $Junk");
+    """))
+    wait_server("keywords stored",
+                lambda st: {"$label1", "$Junk"} <= st.get("INBOX", {}).get("tb-1", set()))
+
+    step("flag changed elsewhere reaches Thunderbird (CONDSTORE resync)", lambda: (
+        store_elsewhere("INBOX", "tb-idle", "+FLAGS", "(\\Answered)"),
+        m.js("""
+            const inbox = byFlag(F.Inbox);
+            for (let i = 0; i < 40; i++) {
+              await Promise.race([update(inbox), new Promise(r => setTimeout(r, 2000))]);
+              if (bySubject(inbox, "tb-idle").flags & Ci.nsMsgMessageFlags.Replied) return;
+            }
+            throw new Error("\\Answered set elsewhere never reached Thunderbird");
+        """)))
+
+    step("open a message with attachments (parts on demand)", lambda: (
+        deliver_big(),
+        check_big(m.js("""
+            const { MsgHdrToMimeMessage } =
+              ChromeUtils.importESModule("resource:///modules/gloda/MimeMessage.sys.mjs");
+            const inbox = byFlag(F.Inbox);
+            let h = null;
+            for (let i = 0; i < 40 && !h; i++) {
+              await Promise.race([update(inbox), new Promise(r => setTimeout(r, 2000))]);
+              h = bySubject(inbox, "tb-big");
+            }
+            if (!h) throw new Error("tb-big never arrived");
+            const mm = await new Promise(res => MsgHdrToMimeMessage(h, null, (hdr, msg) => res(msg),
+                                                                    true, { partsOnDemand: true }));
+            return { body: mm.coerceBodyToPlaintext(),
+                     parts: mm.allAttachments.map(a => [a.name, a.size, a.contentType]) };
+        """))))
+
+    step("copy tb-idle to 'TB Renamed'", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        MailServices.copy.copyMessages(inbox, [bySubject(inbox, "tb-idle")],
+                                       folderNamed("TB Renamed"), false, null, null, false);
+    """))
+    wait_server("copy in 'TB Renamed'",
+                lambda st: "tb-idle" in st.get("TB Renamed", {}) and "tb-idle" in st.get("INBOX", {}))
+
+    step("delete folder 'TB Renamed' (into Trash)", lambda: m.js("""
+        await copyDone(l => MailServices.copy.copyFolder(folderNamed("TB Renamed"), byFlag(F.Trash),
+                                                         true, l, null));
+    """))
+    wait_server("folder moved under Trash",
+                lambda st: "Trash/TB Renamed" in st and "TB Renamed" not in st)
+
     step("empty Trash", lambda: m.js("""
         const trash = byFlag(F.Trash);
         await update(trash);
         trash.emptyTrash(null);
     """))
-    st = wait_server("Trash emptied", lambda st: st.get("Trash") == {})
+    st = wait_server("Trash emptied, its subfolder deleted",
+                     lambda st: st.get("Trash") == {} and "Trash/TB Renamed" not in st)
 
     inbox = st.get("INBOX", {})
-    if set(inbox) != {"tb-1", "tb-idle"}:
+    if set(inbox) != {"tb-1", "tb-idle", "tb-big"}:
         fail(f"final INBOX: {inbox}")
     if not {"\\Seen", "\\Flagged"} <= inbox["tb-1"]:
         fail(f"tb-1 flags: {inbox['tb-1']}")
