@@ -1,6 +1,7 @@
-//! Stock mail clients from Debian against the real binary, on every port: mbsync, offlineimap,
-//! mutt and neomutt over IMAP(S); fetchmail, getmail and s-nail over POP3(S) and IMAP(S);
-//! msmtp, mutt, s-nail and swaks over submission, submissions and the MX port.
+//! Stock mail clients from Debian against the real binary, on every port: Thunderbird
+//! (headless, driven over Marionette), mbsync, offlineimap, mutt and neomutt over IMAP(S);
+//! fetchmail, getmail, mpop and s-nail over POP3(S) and IMAP(S); msmtp, mutt, s-nail, sendemail
+//! and swaks over submission, submissions and the MX port.
 //!
 //! Each test skips (with a line saying which package is missing) when its client is not
 //! installed; `.ci/run` installs them all. Every client run is bounded by `CLIENT_TIMEOUT` and
@@ -1412,4 +1413,38 @@ fn fetchmail_idle_over_imaps() {
         text.contains("IMAP> A0") && text.contains(" IDLE"),
         "{text}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thunderbird (headless, driven over Marionette by tests/clients/stock/thunderbird.py)
+
+/// A real Thunderbird: syncs INBOX, discovers folders, marks read and flagged, moves to
+/// Archive, deletes to Trash, creates and renames a folder, sends over SMTP with a copy to
+/// Sent, saves a draft, sees new mail through IDLE and empties Trash; the script then checks
+/// the server's state and that Thunderbird never got NO or BAD.
+fn thunderbird(mode: &str) {
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    for i in 1..=3 {
+        deliver(
+            &s,
+            "alice@example.org",
+            &format!("tb-{i}"),
+            &format!("thunderbird {i}"),
+        );
+    }
+    let out = s.python("stock/thunderbird.py", &[mode, c.dir.to_str().unwrap()]);
+    assert!(out.contains(&format!("thunderbird {mode} ok")), "{out}");
+}
+
+#[test]
+fn thunderbird_over_imaps_and_smtps() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("tls");
+}
+
+#[test]
+fn thunderbird_over_imap_and_submission_starttls() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("starttls");
 }

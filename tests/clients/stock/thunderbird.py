@@ -1,0 +1,627 @@
+"""Drives a real, headless Thunderbird against ringpost (tests/stock_clients.rs).
+
+    thunderbird.py MODE WORKDIR        MODE: tls (IMAPS 993 + SMTPS 465)
+                                             starttls (IMAP 143 + submission 587, STARTTLS)
+
+Ports and the data directory come from RP_* (see tests/common/mod.rs). The profile is made
+from scratch: an account for alice@example.org, her password in Thunderbird's own password
+store (logins.json encrypted with the profile's NSS key, as Thunderbird itself writes it), and
+the server's self-signed certificate trusted in the profile's certificate database, as a user
+who accepted it would have. Thunderbird runs with --marionette; this script speaks the
+Marionette protocol (length-prefixed JSON) itself, so nothing beyond Debian's packages and
+Python's standard library is needed, and runs chrome-privileged JavaScript in it: the same
+mail-store calls the UI makes (mark read/flagged, move, delete to Trash, empty Trash, create
+and rename a folder, send with a copy to Sent, save a draft), then IDLE delivery of new mail.
+The server's resulting state is checked over IMAPS with imaplib. Exits non-zero, with the
+step that failed and Thunderbird's IMAP/SMTP protocol log, on any mismatch.
+"""
+import base64
+import ctypes
+import email.message
+import imaplib
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+
+MODE, WORK = sys.argv[1], sys.argv[2]
+USER, PASSWORD = "alice@example.org", "alice-pw"
+PORT = {k: int(os.environ["RP_" + k.upper()]) for k in
+        ["smtp", "submission", "submissions", "imap", "imaps"]}
+CERT = os.path.join(os.environ["RP_DATA"], "tls", "cert.pem")
+PROFILE = os.path.join(WORK, "tb-profile-" + MODE)
+LOG = os.path.join(WORK, "tb-" + MODE + ".moz")
+STEP_TIMEOUT = 60
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# ------------------------------------------------------------------------------------------
+# Profile
+
+
+def write_logins(profile, entries):
+    """logins.json as Thunderbird writes it: fields encrypted with PK11SDR_Encrypt."""
+    nss = ctypes.CDLL("libnss3.so")
+
+    class SECItem(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_uint), ("data", ctypes.c_void_p), ("len", ctypes.c_uint)]
+
+    nss.NSS_InitReadWrite.argtypes = [ctypes.c_char_p]
+    nss.PK11_GetInternalKeySlot.restype = ctypes.c_void_p
+    nss.PK11_NeedUserInit.argtypes = [ctypes.c_void_p]
+    nss.PK11_InitPin.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+    nss.PK11_Authenticate.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    nss.PK11SDR_Encrypt.argtypes = [ctypes.POINTER(SECItem)] * 3 + [ctypes.c_void_p]
+    if nss.NSS_InitReadWrite(("sql:" + profile).encode()) != 0:
+        sys.exit("NSS_InitReadWrite failed")
+    slot = nss.PK11_GetInternalKeySlot()
+    if nss.PK11_NeedUserInit(slot):
+        nss.PK11_InitPin(slot, None, b"")
+    if nss.PK11_Authenticate(slot, 1, None) != 0:
+        sys.exit("PK11_Authenticate failed")
+
+    def enc(s):
+        data = s.encode()
+        buf = ctypes.create_string_buffer(data)
+        inp = SECItem(0, ctypes.cast(buf, ctypes.c_void_p), len(data))
+        keyid, out = SECItem(0, None, 0), SECItem(0, None, 0)
+        if nss.PK11SDR_Encrypt(ctypes.byref(keyid), ctypes.byref(inp), ctypes.byref(out), None):
+            sys.exit("PK11SDR_Encrypt failed")
+        return base64.b64encode(ctypes.string_at(out.data, out.len)).decode()
+
+    now = int(time.time() * 1000)
+    logins = [{
+        "id": i, "hostname": origin, "httpRealm": origin, "formSubmitURL": None,
+        "usernameField": "", "passwordField": "",
+        "encryptedUsername": enc(user), "encryptedPassword": enc(pw),
+        "guid": "{%s}" % uuid.uuid4(), "encType": 1, "timeCreated": now,
+        "timeLastUsed": now, "timePasswordChanged": now, "timesUsed": 1,
+    } for i, (origin, user, pw) in enumerate(entries, 1)]
+    with open(os.path.join(profile, "logins.json"), "w") as f:
+        json.dump({"nextId": len(logins) + 1, "logins": logins,
+                   "potentiallyVulnerablePasswords": [],
+                   "dismissedBreachAlertsByLoginGUID": {}, "version": 3}, f)
+    nss.NSS_Shutdown()
+
+
+def make_profile(marionette_port):
+    os.makedirs(PROFILE, exist_ok=True)
+    db = "sql:" + PROFILE
+    subprocess.run(["certutil", "-N", "-d", db, "--empty-password"], check=True)
+    # Trusted as a peer and as its own issuer: what "Confirm Security Exception" amounts to
+    # for a self-signed certificate whose names include the host we connect to.
+    subprocess.run(["certutil", "-A", "-n", "ringpost", "-t", "CP,,", "-i", CERT, "-d", db],
+                   check=True)
+    write_logins(PROFILE, [("imap://localhost", USER, PASSWORD),
+                           ("smtp://localhost", USER, PASSWORD)])
+    if MODE == "tls":
+        imap_port, imap_socket, smtp_port, smtp_socket = PORT["imaps"], 3, PORT["submissions"], 3
+    else:
+        imap_port, imap_socket, smtp_port, smtp_socket = PORT["imap"], 2, PORT["submission"], 2
+    srv = "imap://alice%40example.org@localhost"
+    prefs = {
+        "mail.accountmanager.accounts": "account1,account2",
+        "mail.accountmanager.defaultaccount": "account1",
+        "mail.accountmanager.localfoldersserver": "server2",
+        "mail.account.account1.identities": "id1",
+        "mail.account.account1.server": "server1",
+        "mail.account.account2.server": "server2",
+        "mail.server.server2.hostname": "Local Folders",
+        "mail.server.server2.name": "Local Folders",
+        "mail.server.server2.type": "none",
+        "mail.server.server2.userName": "nobody",
+        "mail.identity.id1.fullName": "Alice",
+        "mail.identity.id1.useremail": USER,
+        "mail.identity.id1.smtpServer": "smtp1",
+        "mail.identity.id1.valid": True,
+        "mail.identity.id1.fcc": True,
+        "mail.identity.id1.fcc_folder": srv + "/Sent",
+        "mail.identity.id1.draft_folder": srv + "/Drafts",
+        "mail.identity.id1.archive_folder": srv + "/Archive",
+        "mail.server.server1.hostname": "localhost",
+        "mail.server.server1.name": USER,
+        "mail.server.server1.port": imap_port,
+        "mail.server.server1.socketType": imap_socket,
+        "mail.server.server1.type": "imap",
+        "mail.server.server1.userName": USER,
+        "mail.server.server1.authMethod": 3,
+        "mail.server.server1.login_at_startup": True,
+        "mail.server.server1.check_new_mail": True,
+        "mail.server.server1.use_idle": True,
+        "mail.server.server1.trash_folder_name": "Trash",
+        # Fetch bodies (and attachments, part by part) when a message is opened, not in
+        # the background; and keep flags in sync through CONDSTORE where offered.
+        "mail.server.server1.offline_download": False,
+        "mail.server.default.autosync_offline_stores": False,
+        "mail.server.server1.use_condstore": True,
+        "mail.smtpservers": "smtp1",
+        "mail.smtp.defaultserver": "smtp1",
+        "mail.smtpserver.smtp1.hostname": "localhost",
+        "mail.smtpserver.smtp1.port": smtp_port,
+        "mail.smtpserver.smtp1.try_ssl": smtp_socket,
+        "mail.smtpserver.smtp1.authMethod": 3,
+        "mail.smtpserver.smtp1.username": USER,
+        "marionette.port": marionette_port,
+        # Quiet, offline-safe first start.
+        "mail.shell.checkDefaultClient": False,
+        "mailnews.start_page.enabled": False,
+        "mail.provider.enabled": False,
+        "mail.rights.version": 1,
+        "app.update.enabled": False,
+        "app.update.auto": False,
+        "datareporting.policy.dataSubmissionEnabled": False,
+        "datareporting.healthreport.uploadEnabled": False,
+        "toolkit.telemetry.enabled": False,
+        "network.proxy.type": 0,
+        "mailnews.auto_config.fetchFromISP.enabled": False,
+        "extensions.update.enabled": False,
+        "app.donation.eoy.version.viewed": 999,
+        "mail.spotlight.firstRunDone": True,
+        "mail.winsearch.firstRunDone": True,
+    }
+    with open(os.path.join(PROFILE, "user.js"), "w") as f:
+        for k, v in prefs.items():
+            f.write("user_pref(%s, %s);\n" % (json.dumps(k), json.dumps(v)))
+
+
+# ------------------------------------------------------------------------------------------
+# Marionette
+
+
+class Marionette:
+    def __init__(self, port, proc, timeout=90):
+        deadline = time.time() + timeout
+        while True:
+            if proc.poll() is not None:
+                fail(f"Thunderbird exited early ({proc.returncode})")
+            try:
+                self.s = socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT + 30)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    fail("Marionette never came up")
+                time.sleep(0.2)
+        self.buf, self.id = b"", 0
+        self._read()  # hello
+        self.cmd("WebDriver:NewSession", {"capabilities": {}})
+        self.cmd("Marionette:SetContext", {"value": "chrome"})
+        self.cmd("WebDriver:SetTimeouts", {"script": STEP_TIMEOUT * 1000})
+
+    def _recv(self):
+        d = self.s.recv(1 << 16)
+        if not d:
+            raise EOFError("Marionette closed the connection")
+        return d
+
+    def _read(self):
+        while b":" not in self.buf:
+            self.buf += self._recv()
+        n, rest = self.buf.split(b":", 1)
+        n = int(n)
+        while len(rest) < n:
+            rest += self._recv()
+        self.buf = rest[n:]
+        return json.loads(rest[:n])
+
+    def cmd(self, name, params=None):
+        self.id += 1
+        msg = json.dumps([0, self.id, name, params or {}]).encode()
+        self.s.sendall(str(len(msg)).encode() + b":" + msg)
+        while True:
+            r = self._read()
+            if r[0] == 1 and r[1] == self.id:
+                if r[2]:
+                    raise RuntimeError(f"{name}: {r[2].get('message')}")
+                return r[3]
+
+    def js(self, body, *args):
+        """Runs an async function body in Thunderbird's chrome; returns its result."""
+        script = PRELUDE + "\nconst __done = arguments[arguments.length - 1];\n" \
+            "(async () => {" + body + "})().then(v => __done(v === undefined ? null : v), " \
+            "e => __done({__error: String(e) + '\\n' + (e && e.stack)}));"
+        r = self.cmd("WebDriver:ExecuteAsyncScript", {"script": script, "args": list(args)})
+        v = r.get("value") if isinstance(r, dict) else r
+        if isinstance(v, dict) and "__error" in v:
+            raise RuntimeError(v["__error"])
+        return v
+
+
+PRELUDE = r"""
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const account = () => MailServices.accounts.defaultAccount;
+const root = () => account().incomingServer.rootFolder;
+const byFlag = f => root().getFolderWithFlags(f);
+const F = Ci.nsMsgFolderFlags;
+const folderNamed = name => [...root().descendants].find(f => f.name == name) || null;
+const headers = folder => [...folder.messages];
+const bySubject = (folder, s) => headers(folder).find(h => h.mime2DecodedSubject == s);
+const urlDone = (run) => new Promise((resolve, reject) => {
+  run({
+    OnStartRunningUrl() {},
+    OnStopRunningUrl(url, status) {
+      Components.isSuccessCode(status) ? resolve() : reject(new Error("url failed: 0x" + (status >>> 0).toString(16)));
+    },
+  });
+});
+const copyDone = (run) => new Promise((resolve, reject) => {
+  run({
+    QueryInterface: ChromeUtils.generateQI(["nsIMsgCopyServiceListener"]),
+    onStartCopy() {}, onProgress() {}, setMessageKey() {}, getMessageId() { return null; },
+    onStopCopy(status) {
+      Components.isSuccessCode(status) ? resolve() : reject(new Error("copy failed: 0x" + (status >>> 0).toString(16)));
+    },
+  });
+});
+const update = folder => urlDone(l => folder.QueryInterface(Ci.nsIMsgImapMailFolder).updateFolderWithListener(null, l));
+"""
+
+
+# ------------------------------------------------------------------------------------------
+# Checks against the server (imaplib, never setting \Seen)
+
+
+def server():
+    ctx = ssl.create_default_context(cafile=CERT)
+    ctx.check_hostname = False
+    c = imaplib.IMAP4_SSL("127.0.0.1", PORT["imaps"], ssl_context=ctx, timeout=60)
+    return c
+
+
+def server_state(user=USER, password=PASSWORD):
+    c = server()
+    c.login(user, password)
+    state = {}
+    for line in c.list('""', "*")[1]:
+        name = re.sub(r'^\(.*?\) "." ', "", line.decode()).strip('"')
+        typ, _ = c.select('"%s"' % name, readonly=True)
+        msgs = {}
+        if typ == "OK":
+            typ, data = c.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            for item in data:
+                if isinstance(item, tuple):
+                    flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode()
+                    subj = item[1].decode("utf-8", "replace").strip()
+                    subj = subj[len("Subject:"):].strip() if subj.startswith("Subject:") else ""
+                    msgs[subj] = set(flags.split())
+        state[name] = msgs
+    c.logout()
+    return state
+
+
+def wait_server(what, pred, timeout=STEP_TIMEOUT, user=USER, password=PASSWORD):
+    deadline = time.time() + timeout
+    while True:
+        st = server_state(user, password)
+        if pred(st):
+            return st
+        if time.time() > deadline:
+            fail(f"{what}: server state never matched:\n{json.dumps(st, default=sorted, indent=1)}")
+        time.sleep(0.3)
+
+
+def deliver(to, subject, body):
+    s = smtplib.SMTP("127.0.0.1", PORT["smtp"], timeout=60)
+    s.sendmail("sender@remote.example", [to],
+               f"From: sender@remote.example\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}\r\n")
+    s.quit()
+
+
+def store_elsewhere(mailbox, subject, op, flags):
+    """Changes flags from another client (imaplib), as a phone would."""
+    c = server()
+    c.login(USER, PASSWORD)
+    c.select('"%s"' % mailbox)
+    typ, data = c.uid("SEARCH", "HEADER", "Subject", subject)
+    uids = data[0].split()
+    if typ != "OK" or len(uids) != 1:
+        fail(f"cannot find {subject!r} in {mailbox}: {typ} {data}")
+    typ, data = c.uid("STORE", uids[0].decode(), op, flags)
+    if typ != "OK":
+        fail(f"STORE {op} {flags}: {typ} {data}")
+    c.logout()
+
+
+BIG_BLOB = bytes(range(256)) * 470  # 120,320 bytes: well past parts-on-demand's threshold
+
+
+def deliver_big():
+    msg = email.message.EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "sender@remote.example", USER, "tb-big"
+    msg.set_content("Body text of a big message.\n")
+    msg.add_attachment(BIG_BLOB, maintype="application", subtype="octet-stream",
+                       filename="blob.bin")
+    msg.add_attachment("second part text\n" * 100, subtype="plain", filename="notes.txt")
+    s = smtplib.SMTP("127.0.0.1", PORT["smtp"], timeout=60)
+    s.send_message(msg)
+    s.quit()
+
+
+def check_big(got):
+    want = [["blob.bin", len(BIG_BLOB), "application/octet-stream"],
+            ["notes.txt", len("second part text\n" * 100), "text/plain"]]
+    if got["parts"] != want or "Body text of a big message." not in got["body"]:
+        fail(f"tb-big as Thunderbird shows it: {got}, want parts {want}")
+
+
+# ------------------------------------------------------------------------------------------
+
+
+PROC = None
+
+
+def protocol_log():
+    out = []
+    for name in sorted(os.listdir(WORK)):
+        if name.startswith(os.path.basename(LOG)):
+            with open(os.path.join(WORK, name), errors="replace") as f:
+                for line in f:
+                    if "SendData" in line or "CreateNewLineFromSocket" in line or "SMTP" in line:
+                        out.append(line.rstrip())
+    return out
+
+
+def fail(msg):
+    say("FAIL:", msg)
+    log = protocol_log()
+    bad = [l for l in log if re.search(r"CreateNewLineFromSocket: \S+ (NO|BAD) ", l)]
+    if bad:
+        say("--- IMAP NO/BAD replies seen by Thunderbird")
+        say("\n".join(bad))
+    say("--- Thunderbird protocol log (last 80 lines)")
+    say("\n".join(log[-80:]))
+    stop()
+    sys.exit(1)
+
+
+def stop():
+    global PROC
+    if PROC and PROC.poll() is None:
+        # Our own child's process group (start_new_session), by its id.
+        try:
+            os.killpg(PROC.pid, signal.SIGTERM)
+            PROC.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(PROC.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            PROC.wait()
+    PROC = None
+
+
+def step(name, fn):
+    say("step:", name)
+    try:
+        return fn()
+    except SystemExit:
+        raise
+    except Exception as e:  # a failed JS call or Marionette error
+        fail(f"{name}: {e}")
+
+
+def main():
+    global PROC
+    mport = free_port()
+    make_profile(mport)
+    env = dict(os.environ, MOZ_LOG="IMAP:5,SMTP:5,timestamp", MOZ_LOG_FILE=LOG,
+               HOME=WORK, MOZ_HEADLESS="1")
+    PROC = subprocess.Popen(
+        ["thunderbird", "--headless", "--marionette", "-remote-allow-system-access",
+         "--no-remote", "--profile", PROFILE],
+        env=env, stdout=open(os.path.join(WORK, f"tb-{MODE}.out"), "w"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        m = Marionette(mport, PROC)
+        run(m)
+    finally:
+        stop()
+    say("thunderbird", MODE, "ok")
+
+
+def run(m):
+    step("INBOX syncs (3 messages)", lambda: m.js("""
+        const sleep = ms => new Promise(r => setTimeout(r, ms));
+        let inbox = null;
+        for (let i = 0; i < 200 && !inbox; i++) {
+          inbox = account() && byFlag(F.Inbox);
+          if (!inbox) await sleep(250);
+        }
+        if (!inbox) throw new Error("the account never got an INBOX");
+        for (let i = 0; i < 20; i++) {
+          // An update queued while the first connection logs in may never report back.
+          await Promise.race([update(inbox), sleep(2000)]);
+          if (headers(inbox).length >= 3) return;
+        }
+        throw new Error("INBOX has " + headers(inbox).length + " messages");
+    """))
+    subjects = m.js("return headers(byFlag(F.Inbox)).map(h => h.mime2DecodedSubject).sort();")
+    if subjects != ["tb-1", "tb-2", "tb-3"]:
+        fail(f"Thunderbird's INBOX: {subjects}")
+    step("discover folders", lambda: m.js("""
+        await urlDone(l => MailServices.imap.discoverAllFolders(root(), l, null));
+        for (const f of ["Sent", "Drafts", "Trash", "Archive"])
+          if (!folderNamed(f)) throw new Error("no folder " + f + ": " + [...root().descendants].map(d => d.name));
+    """))
+
+    step("mark tb-1 read and flagged", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        const h = bySubject(inbox, "tb-1");
+        inbox.markMessagesRead([h], true);
+        inbox.markMessagesFlagged([h], true);
+    """))
+    wait_server("tb-1 \\Seen \\Flagged",
+                lambda st: {"\\Seen", "\\Flagged"} <= st.get("INBOX", {}).get("tb-1", set()))
+
+    step("move tb-2 to Archive", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        await copyDone(l => MailServices.copy.copyMessages(inbox, [bySubject(inbox, "tb-2")],
+                                                            folderNamed("Archive"), true, l, null, false));
+    """))
+    wait_server("tb-2 moved to Archive",
+                lambda st: "tb-2" in st.get("Archive", {}) and "tb-2" not in st.get("INBOX", {}))
+
+    step("delete tb-3 (to Trash)", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        await copyDone(l => inbox.deleteMessages([bySubject(inbox, "tb-3")], null, false, true, l, false));
+    """))
+    wait_server("tb-3 in Trash",
+                lambda st: "tb-3" in st.get("Trash", {}) and "tb-3" not in st.get("INBOX", {}))
+
+    step("create folder 'TB Folder'", lambda: m.js("""
+        root().createSubfolder("TB Folder", null);
+        for (let i = 0; i < 200 && !folderNamed("TB Folder"); i++)
+          await new Promise(r => setTimeout(r, 100));
+        if (!folderNamed("TB Folder")) throw new Error("folder not created");
+    """))
+    wait_server("TB Folder created", lambda st: "TB Folder" in st)
+
+    step("rename it to 'TB Renamed'", lambda: m.js("""
+        folderNamed("TB Folder").rename("TB Renamed", null);
+        for (let i = 0; i < 200 && !folderNamed("TB Renamed"); i++)
+          await new Promise(r => setTimeout(r, 100));
+        if (!folderNamed("TB Renamed")) throw new Error("folder not renamed");
+    """))
+    wait_server("TB Folder renamed", lambda st: "TB Renamed" in st and "TB Folder" not in st)
+
+    def send(mode_name, subject):
+        return m.js("""
+            const [modeName, subject] = [arguments[0], arguments[1]];
+            const identity = account().defaultIdentity;
+            const fields = Cc["@mozilla.org/messengercompose/composefields;1"]
+                             .createInstance(Ci.nsIMsgCompFields);
+            fields.from = "Alice <alice@example.org>";
+            fields.to = "bob@example.org";
+            fields.subject = subject;
+            fields.body = "Sent by Thunderbird: Grüße.\\r\\n";
+            const send = Cc["@mozilla.org/messengercompose/send;1"].createInstance(Ci.nsIMsgSend);
+            await new Promise((resolve, reject) => {
+              send.createAndSendMessage(null, identity, account().key, fields, false, false,
+                Ci.nsIMsgSend[modeName], null, "text/plain", fields.body, null, null, {
+                  QueryInterface: ChromeUtils.generateQI(["nsIMsgSendListener", "nsIMsgCopyServiceListener"]),
+                  onStartSending() {}, onSendProgress() {}, onProgress() {}, onStatus() {},
+                  onGetDraftFolderURI() {}, onSendNotPerformed() {}, onTransportSecurityError() {},
+                  onStartCopy() {}, setMessageKey() {}, getMessageId() { return null; },
+                  // A draft reports through the copy listener only.
+                  onStopCopy(status) {
+                    Components.isSuccessCode(status) ? resolve()
+                      : reject(new Error("copy failed: 0x" + (status >>> 0).toString(16)));
+                  },
+                  onStopSending(msgID, status, msg, file) {
+                    Components.isSuccessCode(status) ? resolve()
+                      : reject(new Error("send failed: 0x" + (status >>> 0).toString(16) + " " + msg));
+                  },
+                }, null, null, Ci.nsIMsgCompType.New);
+            });
+        """, mode_name, subject)
+
+    step("send to bob (SMTP, copy to Sent)", lambda: send("nsMsgDeliverNow", "tb sent " + MODE))
+    wait_server("copy in Sent", lambda st: "tb sent " + MODE in st.get("Sent", {}))
+    wait_server("bob received it", lambda st: "tb sent " + MODE in st.get("INBOX", {}),
+                user="bob@example.org", password="bob-pw")
+
+    step("save a draft", lambda: send("nsMsgSaveAsDraft", "tb draft " + MODE))
+    st = wait_server("draft in Drafts", lambda st: "tb draft " + MODE in st.get("Drafts", {}))
+    if "\\Draft" not in st["Drafts"]["tb draft " + MODE]:
+        fail(f"draft without \\Draft: {st['Drafts']}")
+
+    step("IDLE: new mail shows up by itself", lambda: (
+        deliver(USER, "tb-idle", "pushed by IDLE"),
+        m.js("""
+            const inbox = byFlag(F.Inbox);
+            for (let i = 0; i < 300; i++) {
+              if (bySubject(inbox, "tb-idle")) return;
+              await new Promise(r => setTimeout(r, 100));
+            }
+            throw new Error("new mail never appeared without a manual check (IDLE)");
+        """)))
+
+    step("tag tb-1 (keywords $label1 and $Junk)", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        inbox.addKeywordsToMessages([bySubject(inbox, "tb-1")], "$label1 $Junk");
+    """))
+    wait_server("keywords stored",
+                lambda st: {"$label1", "$Junk"} <= st.get("INBOX", {}).get("tb-1", set()))
+
+    step("flag changed elsewhere reaches Thunderbird (CONDSTORE resync)", lambda: (
+        store_elsewhere("INBOX", "tb-idle", "+FLAGS", "(\\Answered)"),
+        m.js("""
+            const inbox = byFlag(F.Inbox);
+            for (let i = 0; i < 40; i++) {
+              await Promise.race([update(inbox), new Promise(r => setTimeout(r, 2000))]);
+              if (bySubject(inbox, "tb-idle").flags & Ci.nsMsgMessageFlags.Replied) return;
+            }
+            throw new Error("\\Answered set elsewhere never reached Thunderbird");
+        """)))
+
+    step("open a message with attachments (parts on demand)", lambda: (
+        deliver_big(),
+        check_big(m.js("""
+            const { MsgHdrToMimeMessage } =
+              ChromeUtils.importESModule("resource:///modules/gloda/MimeMessage.sys.mjs");
+            const inbox = byFlag(F.Inbox);
+            let h = null;
+            for (let i = 0; i < 40 && !h; i++) {
+              await Promise.race([update(inbox), new Promise(r => setTimeout(r, 2000))]);
+              h = bySubject(inbox, "tb-big");
+            }
+            if (!h) throw new Error("tb-big never arrived");
+            const mm = await new Promise(res => MsgHdrToMimeMessage(h, null, (hdr, msg) => res(msg),
+                                                                    true, { partsOnDemand: true }));
+            return { body: mm.coerceBodyToPlaintext(),
+                     parts: mm.allAttachments.map(a => [a.name, a.size, a.contentType]) };
+        """))))
+
+    step("copy tb-idle to 'TB Renamed'", lambda: m.js("""
+        const inbox = byFlag(F.Inbox);
+        MailServices.copy.copyMessages(inbox, [bySubject(inbox, "tb-idle")],
+                                       folderNamed("TB Renamed"), false, null, null, false);
+    """))
+    wait_server("copy in 'TB Renamed'",
+                lambda st: "tb-idle" in st.get("TB Renamed", {}) and "tb-idle" in st.get("INBOX", {}))
+
+    step("delete folder 'TB Renamed' (into Trash)", lambda: m.js("""
+        await copyDone(l => MailServices.copy.copyFolder(folderNamed("TB Renamed"), byFlag(F.Trash),
+                                                         true, l, null));
+    """))
+    wait_server("folder moved under Trash",
+                lambda st: "Trash/TB Renamed" in st and "TB Renamed" not in st)
+
+    step("empty Trash", lambda: m.js("""
+        const trash = byFlag(F.Trash);
+        await update(trash);
+        trash.emptyTrash(null);
+    """))
+    st = wait_server("Trash emptied, its subfolder deleted",
+                     lambda st: st.get("Trash") == {} and "Trash/TB Renamed" not in st)
+
+    inbox = st.get("INBOX", {})
+    if set(inbox) != {"tb-1", "tb-idle", "tb-big"}:
+        fail(f"final INBOX: {inbox}")
+    if not {"\\Seen", "\\Flagged"} <= inbox["tb-1"]:
+        fail(f"tb-1 flags: {inbox['tb-1']}")
+    if "\\Seen" not in st.get("Sent", {}).get("tb sent " + MODE, set()):
+        fail(f"Sent copy not \\Seen: {st.get('Sent')}")
+    bad = [l for l in protocol_log() if re.search(r"CreateNewLineFromSocket: \S+ (NO|BAD) ", l)]
+    if bad:
+        fail("Thunderbird got NO/BAD replies:\n" + "\n".join(bad))
+
+
+main()
