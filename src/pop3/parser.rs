@@ -329,7 +329,7 @@ fn parse_line(line: &[u8]) -> Result<Command<'_>, ParseError> {
         b"RSET" => Command::Rset,
         b"TOP" => Command::Top {
             msg: number(args.required()?)?,
-            lines: number(args.required()?)?,
+            lines: line_count(args.required()?)?,
         },
         b"UIDL" => Command::Uidl(args.optional().map(number).transpose()?),
         _ => return Err(ParseError::Unknown),
@@ -379,6 +379,15 @@ fn number(arg: &[u8]) -> Result<u32, ParseError> {
             n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
         })
         .ok_or(ParseError::InvalidNumber)
+}
+
+/// TOP's line count: any run of digits is a valid count (RFC 1939), and a count past
+/// `u32::MAX` asks for more lines than any message has, so it saturates.
+fn line_count(arg: &[u8]) -> Result<u32, ParseError> {
+    if arg.is_empty() || !arg.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::InvalidNumber);
+    }
+    Ok(number(arg).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
@@ -436,6 +445,15 @@ mod tests {
         assert_eq!(cmd(b"RETR 42\r\n"), Ok(Command::Retr(42)));
         assert_eq!(cmd(b"DELE 0\r\n"), Ok(Command::Dele(0)));
         assert_eq!(cmd(b"TOP 1 0\r\n"), Ok(Command::Top { msg: 1, lines: 0 }));
+        // A giant line count means the whole message; signs are still refused.
+        assert_eq!(
+            cmd(b"TOP 1 99999999999999999999999\r\n"),
+            Ok(Command::Top {
+                msg: 1,
+                lines: u32::MAX
+            })
+        );
+        assert_eq!(cmd(b"TOP 1 -1\r\n"), Err(ParseError::InvalidNumber));
         assert_eq!(
             cmd(b"UIDL 4294967295\r\n"),
             Ok(Command::Uidl(Some(u32::MAX)))

@@ -1,0 +1,138 @@
+//! Protocol attacks and abuse: garbage and stalled TLS handshakes, SMTP/POP3/IMAP input meant
+//! to break parsers or exhaust memory, connection floods and slowloris. After every attack the
+//! attacked session must have been refused or closed, every listener must still answer, and
+//! the server must never have panicked. The attacks themselves live in
+//! `tests/clients/attack_*.py` (each bounded in time and size).
+
+mod common;
+
+use common::{Raw, Server};
+use std::time::Duration;
+
+/// A server whose TLS handshakes must finish within 2 s, plus the given `[limits]` keys.
+fn attack_server(limits: &str) -> Server {
+    Server::with_extra_config(&format!("tls_handshake_timeout_secs = 2\n{limits}")).start()
+}
+
+fn pid(s: &Server) -> String {
+    s.child.as_ref().expect("server running").id().to_string()
+}
+
+/// The server is still running and never panicked.
+fn assert_survived(s: &mut Server) {
+    let running = s
+        .child
+        .as_mut()
+        .map(|c| c.try_wait().expect("wait").is_none());
+    assert_eq!(running, Some(true), "server died:\n{}", s.log_text());
+    let log = s.log_text();
+    assert!(
+        !log.contains("panicked"),
+        "panic in the server log:\n{}",
+        common::tail(&log, 60)
+    );
+}
+
+#[test]
+fn tls_garbage_stalled_handshakes_and_renegotiation() {
+    let mut s = attack_server("");
+    s.python("attack_tls.py", &[]);
+    assert_survived(&mut s);
+}
+
+#[test]
+fn smtp_attacks() {
+    let limit = (1 << 20).to_string();
+    let mut s = attack_server(&format!("max_message_size = {limit}"));
+    s.python("attack_smtp.py", &[&limit]);
+    assert_survived(&mut s);
+}
+
+#[test]
+fn pop3_attacks() {
+    let mut s = attack_server("");
+    s.swaks_deliver("alice@example.org", "one line\ntwo lines\nthree lines");
+    s.python("attack_pop3.py", &[]);
+    assert_survived(&mut s);
+}
+
+#[test]
+fn imap_attacks() {
+    let mut s = attack_server("");
+    s.swaks_deliver("alice@example.org", "a message to attack");
+    s.python("attack_imap.py", &[]);
+    assert_survived(&mut s);
+}
+
+#[test]
+fn connection_floods_and_slowloris() {
+    let mut s = attack_server("");
+    let pid = pid(&s);
+    s.python("attack_flood.py", &["500", "2000", &pid]);
+    assert_survived(&mut s);
+}
+
+/// Twenty clients holding 900 KB messages at once against a 4 MiB budget: some are told to
+/// come back later (452 4.3.1), the others are stored, nobody gets anything else.
+#[test]
+fn message_memory_budget_refuses_with_452() {
+    let mut s = attack_server("max_message_size = 1048576\nmax_message_memory = 4194304");
+    let pid = pid(&s);
+    let out = s.python("attack_memory.py", &["20", "900000", "2", &pid, "1"]);
+    println!("{out}");
+    assert!(
+        s.log_text().contains("message memory exhausted"),
+        "no shedding logged"
+    );
+    assert_survived(&mut s);
+}
+
+/// Over `max_connections` a client gets its protocol's "busy" answer and is disconnected;
+/// once connections close, clients are served again.
+#[test]
+fn connection_limit_answers_busy_and_recovers() {
+    let mut s = attack_server("max_connections = 4");
+    // The start-up probes of the test harness may still hold slots for a moment.
+    let held: Vec<Raw> = (0..4).map(|_| served(s.ports.smtp)).collect();
+    for (port, busy) in [
+        (s.ports.smtp, "421 4.3.2 "),
+        (s.ports.submission, "421 4.3.2 "),
+        (s.ports.imap, "* BYE "),
+        (s.ports.pop3, "-ERR "),
+    ] {
+        let mut r = Raw::connect(port);
+        let line = r.line();
+        assert!(line.starts_with(busy), "port {port}: {line:?}");
+        assert_eq!(
+            r.rest(),
+            "",
+            "port {port}: not closed after the busy answer"
+        );
+    }
+    // An implicit-TLS port just closes: plaintext would be garbage to a TLS client.
+    let mut r = Raw::connect(s.ports.imaps);
+    assert_eq!(r.rest(), "");
+    drop(held);
+    let mut r = served(s.ports.smtp);
+    r.send(b"NOOP\r\n");
+    assert!(r.line().starts_with("250 "));
+    assert_survived(&mut s);
+}
+
+/// An SMTP connection past its 220 greeting, retried while the server is busy (slots come
+/// back as the server notices closed connections).
+fn served(port: u16) -> Raw {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut r = Raw::connect(port);
+        let line = r.line();
+        if line.starts_with("220 ") {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served: {line:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
