@@ -20,6 +20,8 @@ const PASSING: &[&str] = &[
     "expunge2",
     "fetch",
     "fetch-binary-mime",
+    "fetch-binary-mime-base64",
+    "fetch-binary-mime-qp",
     "fetch-body",
     "fetch-body-message-rfc822",
     "fetch-body-message-rfc822-mime",
@@ -59,6 +61,7 @@ const KNOWN_FAILING: &[(&str, &str)] = &[(
 const EXTRA_PASSING: &[&str] = &[
     "append-misc",
     "banner",
+    "binary",
     "close-unselect",
     "condstore",
     "condstore-misc",
