@@ -59,6 +59,7 @@ const KNOWN_FAILING: &[(&str, &str)] = &[(
 
 /// ringpost's own scripts (tests/imap/extra) that must pass.
 const EXTRA_PASSING: &[&str] = &[
+    "append-binary-nul",
     "append-misc",
     "banner",
     "binary",

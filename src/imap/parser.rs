@@ -233,6 +233,8 @@ pub struct AppendMessage<'a> {
     pub date: Option<i64>,
     /// The message bytes.
     pub data: &'a [u8],
+    /// Sent as a literal8 (`~{n}`, RFC 3516): its binary parts need a transfer encoding.
+    pub binary: bool,
 }
 
 /// LIST arguments, including LIST-EXTENDED (RFC 5258) options.
@@ -1003,8 +1005,14 @@ fn append<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
             date = Some(c.date_time()?);
             c.sp()?;
         }
+        let binary = c.peek() == Some(b'~');
         let data = c.literal(true)?;
-        messages.push(AppendMessage { flags, date, data });
+        messages.push(AppendMessage {
+            flags,
+            date,
+            data,
+            binary,
+        });
     }
     if messages.is_empty() {
         return Err("Missing message literal");
