@@ -408,8 +408,11 @@ impl Session {
         let pattern = canonical_inbox(&join_reference(&reference, &pattern)).into_owned();
         let account = self.account_name();
         let mut map: BTreeMap<String, bool> = BTreeMap::new();
+        // RFC 3501 §6.3.9: a `%` that stops at an unsubscribed parent of a subscribed name
+        // lists the parent as \Noselect; without `%` only subscribed names match.
+        let with_parents = pattern.contains('%') && !pattern.contains('*');
         for s in store.subscriptions(&account) {
-            if !pattern.contains('*') {
+            if with_parents {
                 for a in ancestors(&s) {
                     map.entry(a.to_string()).or_insert(false);
                 }
