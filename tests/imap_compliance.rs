@@ -20,6 +20,8 @@ const PASSING: &[&str] = &[
     "expunge2",
     "fetch",
     "fetch-binary-mime",
+    "fetch-binary-mime-base64",
+    "fetch-binary-mime-qp",
     "fetch-body",
     "fetch-body-message-rfc822",
     "fetch-body-message-rfc822-mime",
@@ -57,8 +59,10 @@ const KNOWN_FAILING: &[(&str, &str)] = &[(
 
 /// ringpost's own scripts (tests/imap/extra) that must pass.
 const EXTRA_PASSING: &[&str] = &[
+    "append-binary-nul",
     "append-misc",
     "banner",
+    "binary",
     "close-unselect",
     "condstore",
     "condstore-misc",

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use base64::Engine;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{DateTime, HeaderValue, Message, MessageParser, PartType};
 use memchr::memchr;
@@ -103,6 +104,115 @@ pub fn binary_section(msg: &[u8], part: &[u32]) -> Result<Vec<u8>, BinaryError> 
     let root = tree(&parsed, msg);
     let node = resolve(&root, part).ok_or(BinaryError::NoSuchPart)?;
     decode_transfer(node).map(Cow::into_owned)
+}
+
+/// A message APPENDed as a literal8 (RFC 3516) made storable as IMAP sends it: every leaf part
+/// whose Content-Transfer-Encoding is `binary`, or that holds a NUL, is re-encoded as base64
+/// (76-column lines) and its header says so — what Dovecot stores, so BODY[] never carries a
+/// NUL while BINARY[] still gives the original octets. `None` if nothing needed it.
+pub fn binary_to_base64(msg: &[u8]) -> Option<Vec<u8>> {
+    if !has_binary_part(msg) {
+        return None;
+    }
+    let parsed = parse(msg);
+    let root = tree(&parsed, msg);
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    collect_binary_edits(&root, msg, &mut edits, 0);
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = Vec::with_capacity(msg.len() * 4 / 3 + 64);
+    let mut pos = 0;
+    for (range, with) in edits {
+        if range.start < pos || range.end > msg.len() {
+            // Overlapping edits cannot come from one tree; keep the message as it was.
+            return None;
+        }
+        out.extend_from_slice(&msg[pos..range.start]);
+        out.extend_from_slice(&with);
+        pos = range.end;
+    }
+    out.extend_from_slice(&msg[pos..]);
+    Some(out)
+}
+
+/// Cheap pre-check: a NUL, or a `binary` transfer encoding named anywhere.
+fn has_binary_part(msg: &[u8]) -> bool {
+    memchr::memchr(0, msg).is_some() || msg.windows(6).any(|w| w.eq_ignore_ascii_case(b"binary"))
+}
+
+fn collect_binary_edits(
+    node: &Node<'_>,
+    msg: &[u8],
+    edits: &mut Vec<(Range<usize>, Vec<u8>)>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH || !std::ptr::eq(node.raw, msg) {
+        // Parts inside an encoded message/rfc822 live in decoded bytes: not ours to edit.
+        return;
+    }
+    match &node.kind {
+        Kind::Multipart(children) => {
+            for c in children {
+                collect_binary_edits(c, msg, edits, depth + 1);
+            }
+        }
+        Kind::Message(inner) => collect_binary_edits(inner, msg, edits, depth + 1),
+        Kind::Leaf => {
+            let body = node.body();
+            let named_binary = node
+                .info
+                .encoding
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(b"binary"));
+            if !named_binary && memchr::memchr(0, body).is_none() {
+                return;
+            }
+            if node.info.encoding.as_deref().is_some_and(|e| {
+                e.eq_ignore_ascii_case(b"base64") || e.eq_ignore_ascii_case(b"quoted-printable")
+            }) {
+                // Already encoded (a NUL there is garbage, not content).
+                return;
+            }
+            let header = node.header();
+            let hstart = node.header.start;
+            let field = fields(header)
+                .into_iter()
+                .find(|f| f.name.eq_ignore_ascii_case(b"Content-Transfer-Encoding"));
+            let cte_line = b"Content-Transfer-Encoding: base64\r\n".to_vec();
+            match field {
+                Some(f) => {
+                    let start = hstart + (f.raw.as_ptr() as usize - header.as_ptr() as usize);
+                    edits.push((start..start + f.raw.len(), cte_line));
+                }
+                None => {
+                    // Before the blank line that ends the header.
+                    let blank = if header.ends_with(b"\r\n") {
+                        2
+                    } else {
+                        usize::from(header.ends_with(b"\n"))
+                    };
+                    let at = node.header.end.saturating_sub(blank).max(hstart);
+                    edits.push((at..at, cte_line));
+                }
+            }
+            edits.push((node.body.clone(), encode_base64_lines(body)));
+        }
+    }
+}
+
+/// Base64 in 76-column lines joined by CRLF (RFC 2045 §6.8), no line break at the end.
+fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
+    let flat = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(flat.len() + flat.len() / 76 * 2);
+    for (i, chunk) in flat.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 /// The size of `BINARY[part]` in octets (`BINARY.SIZE`, RFC 3516).
@@ -2242,6 +2352,36 @@ mod tests {
         assert!(header_value_contains(m, "From", "andré pirard"));
         // Part headers are not message headers.
         assert!(!header_value_contains(MIXED, "Content-ID", ""));
+    }
+
+    #[test]
+    fn literal8_binary_parts_become_base64() {
+        let m = b"Subject: bin\r\nContent-Type: application/octet-stream\r\n\
+            Content-Transfer-Encoding: binary\r\n\r\nab\0cd\r\n";
+        let out = binary_to_base64(m).unwrap();
+        // As Dovecot stores it.
+        assert_eq!(
+            out,
+            b"Subject: bin\r\nContent-Type: application/octet-stream\r\n\
+              Content-Transfer-Encoding: base64\r\n\r\nYWIAY2QNCg=="
+        );
+        assert_eq!(binary_section(&out, &[1]).unwrap(), b"ab\0cd\r\n");
+        // A part without the header gains it; other parts stay as they were.
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: x/y\r\n\r\n\
+            a\0b\r\n--b--\r\n";
+        let out = binary_to_base64(m).unwrap();
+        assert!(out.windows(8).all(|w| !w.contains(&0)));
+        assert_eq!(binary_section(&out, &[1]).unwrap(), b"plain");
+        assert_eq!(binary_section(&out, &[2]).unwrap(), b"a\0b");
+        assert!(String::from_utf8_lossy(&out).contains(
+            "Content-Type: x/y\r\nContent-Transfer-Encoding: base64\r\n\r\nYQBi\r\n--b--"
+        ));
+        // Nothing binary: nothing to do.
+        assert_eq!(
+            binary_to_base64(b"Subject: x\r\n\r\n8bit \xc3\xa9\r\n"),
+            None
+        );
     }
 
     #[test]

@@ -233,6 +233,8 @@ pub struct AppendMessage<'a> {
     pub date: Option<i64>,
     /// The message bytes.
     pub data: &'a [u8],
+    /// Sent as a literal8 (`~{n}`, RFC 3516): its binary parts need a transfer encoding.
+    pub binary: bool,
 }
 
 /// LIST arguments, including LIST-EXTENDED (RFC 5258) options.
@@ -1003,8 +1005,14 @@ fn append<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
             date = Some(c.date_time()?);
             c.sp()?;
         }
+        let binary = c.peek() == Some(b'~');
         let data = c.literal(true)?;
-        messages.push(AppendMessage { flags, date, data });
+        messages.push(AppendMessage {
+            flags,
+            date,
+            data,
+            binary,
+        });
     }
     if messages.is_empty() {
         return Err("Missing message literal");
@@ -1296,8 +1304,9 @@ fn partial(c: &mut Cursor<'_>) -> LexResult<Option<Partial>> {
         return Ok(None);
     }
     let origin = c.number()?;
-    c.expect(b'.', "Invalid partial")?;
-    let length = c.nz_number()?;
+    // `<origin>` alone (to the end) and a zero length are Dovecot's extensions of RFC 3501's
+    // `<origin.nz-length>`; imaptest's scripts use the former.
+    let length = if c.eat(b'.') { c.number()? } else { u32::MAX };
     c.expect(b'>', "Invalid partial")?;
     Ok(Some(Partial { origin, length }))
 }
@@ -1618,6 +1627,21 @@ mod tests {
         assert!(
             matches!(&items[5], FetchItem::BodySection { section, .. } if section.part == [2] && section.text == Some(SectionText::Mime))
         );
+        // `<origin>` alone runs to the end (Dovecot, imaptest).
+        let CommandBody::Fetch { items: to_end, .. } = ok("a FETCH 1 BINARY.PEEK[1]<40>\r\n")
+        else {
+            panic!("not a FETCH")
+        };
+        assert!(matches!(
+            &to_end[0],
+            FetchItem::Binary {
+                partial: Some(Partial {
+                    origin: 40,
+                    length: u32::MAX
+                }),
+                ..
+            }
+        ));
         assert!(
             matches!(&items[6], FetchItem::Binary { peek: true, section, partial: Some(_) } if section.part == [1])
         );
@@ -1644,7 +1668,7 @@ mod tests {
         bad("a FETCH 0 FLAGS\r\n");
         bad("a FETCH 1 BODY[MIME]\r\n");
         bad("a FETCH 1 BODY[1.]\r\n");
-        bad("a FETCH 1 BODY[]<1>\r\n");
+        bad("a FETCH 1 BODY[]<1.>\r\n");
         bad("a FETCH 1 FOO\r\n");
         bad("a FETCH 1 FLAGS \r\n");
     }

@@ -59,15 +59,28 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'{');
     number(out, s.len());
     out.extend_from_slice(b"}\r\n");
+    let start = out.len();
     out.extend_from_slice(s);
+    // A literal may not carry NUL (RFC 3501 CHAR8): like Dovecot, send 0x80 in its place
+    // (BINARY[] gives the real octets as a literal8).
+    for b in &mut out[start..] {
+        if *b == 0 {
+            *b = 0x80;
+        }
+    }
 }
 
-/// Appends a BINARY value: `~{n}` when the bytes contain NUL (literal8), else a literal.
+/// Appends a BINARY value: `~{n}` with the octets as they are when they contain NUL
+/// (literal8), else a literal.
 pub fn literal8(out: &mut Vec<u8>, s: &[u8]) {
     if s.contains(&0) {
-        out.push(b'~');
+        out.extend_from_slice(b"~{");
+        number(out, s.len());
+        out.extend_from_slice(b"}\r\n");
+        out.extend_from_slice(s);
+    } else {
+        literal(out, s);
     }
-    literal(out, s);
 }
 
 /// Appends a flag list `(\Seen $Label)` from flag bits and the mailbox keyword table.
@@ -176,6 +189,12 @@ mod tests {
             "(\\Deleted \\Seen \\Recent $Work)"
         );
         assert_eq!(s(|o| flag_list(o, 0, &kw, false)), "()");
+        let mut o = Vec::new();
+        literal(&mut o, b"a\0b");
+        assert_eq!(o, b"{3}\r\na\x80b");
+        let mut o = Vec::new();
+        literal8(&mut o, b"a\0b");
+        assert_eq!(o, b"~{3}\r\na\0b");
         assert_eq!(
             s(|o| mailbox_flags(o, &kw, true)),
             "(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)"

@@ -32,9 +32,12 @@ an empty line, then command groups. The rules followed here are imaptest's own
   message; `append ARGS` APPENDs it with ARGS and no date.
 
 Besides the script's expectations a few server invariants are checked on every connection, as
-imaptest's state tracking does: EXISTS never shrinks without EXPUNGE, FETCH/EXPUNGE name
-existing sequence numbers, a sequence number keeps its UID, FETCH FLAGS uses only keywords
-announced by FLAGS, and no two sessions both see a message as \\Recent.
+imaptest's state tracking does: EXISTS never shrinks without EXPUNGE, RECENT never exceeds
+EXISTS, FETCH/EXPUNGE name existing sequence numbers, no EXPUNGE comes while only FETCH, STORE
+or SEARCH by sequence number run, a sequence number keeps its UID, a message's RFC822.SIZE,
+INTERNALDATE, ENVELOPE and BODY[STRUCTURE] never change, MODSEQ / UIDNEXT / HIGHESTMODSEQ never
+go down, FETCH FLAGS uses only keywords announced by FLAGS, and no two sessions both see a
+message as \\Recent.
 
 Exit status: 0 when no test failed (skipped tests, for missing capabilities, do not fail).
 """
@@ -49,6 +52,8 @@ import time
 
 ATOM, STRING, LITERAL, NIL, LIST = "atom", "string", "literal", "nil", "list"
 MUST, MUST_NOT, MAY = "*", "!", "?"
+# FETCH items whose value for a message never changes.
+STATIC_ITEMS = ("RFC822.SIZE", "INTERNALDATE", "ENVELOPE", "BODYSTRUCTURE", "BODY")
 
 
 class ScriptError(Exception):
@@ -623,6 +628,7 @@ class Conn:
         self.selected = None
         self.uidvalidity = None
         self.keywords = None      # keywords announced by the last FLAGS, lower-case
+        self.counters = {}        # last UIDNEXT / HIGHESTMODSEQ of the selected mailbox
         self.closed = False
         self.greeting = None
         self.raw_log = []
@@ -743,7 +749,13 @@ class Conn:
                     self.uids = self.uids[:n]
                 self.uids += [None] * (n - len(self.uids))
                 self.exists = n
+            elif what == "RECENT":
+                if n > self.exists:
+                    self.r.state_error(self, "RECENT %d is more than EXISTS %d" % (n, self.exists))
             elif what == "EXPUNGE":
+                if self.r.no_expunge_now(self):
+                    self.r.state_error(self, "EXPUNGE %d while a FETCH, STORE or SEARCH by "
+                                       "sequence number was running (RFC 3501 7.4.1)" % n)
                 if n == 0 or n > self.exists:
                     self.r.state_error(self, "EXPUNGE %d for a message that doesn't exist "
                                        "(EXISTS %d)" % (n, self.exists))
@@ -764,18 +776,32 @@ class Conn:
             self.note_capability(args)
         elif args and astring(args[0]) and astring(args[0]).upper() == "OK" and len(args) > 2:
             code = (astring(args[1]) or "").upper()
+            value = (astring(args[2]) or "").rstrip("]")
             if code == "[UIDVALIDITY":
-                self.uidvalidity = (astring(args[2]) or "").rstrip("]")
+                self.uidvalidity = value
+            elif code in ("[UIDNEXT", "[HIGHESTMODSEQ") and value.isdigit():
+                last = self.counters.get(code)
+                if last is not None and int(value) < last:
+                    self.r.state_error(self, "%s went down from %d to %s"
+                                       % (code[1:], last, value))
+                self.counters[code] = int(value)
 
     def track_fetch(self, seq, items):
         uid = None
         flags = None
+        modseq = None
+        static = {}
         for i in range(0, len(items) - 1, 2):
             name = (astring(items[i]) or "").upper()
+            value = items[i + 1]
             if name == "UID":
-                uid = astring(items[i + 1])
-            elif name == "FLAGS" and items[i + 1][0] == LIST:
-                flags = [(astring(f) or "").lower() for f in items[i + 1][1]]
+                uid = astring(value)
+            elif name == "FLAGS" and value[0] == LIST:
+                flags = [(astring(f) or "").lower() for f in value[1]]
+            elif name == "MODSEQ" and value[0] == LIST and value[1]:
+                modseq = astring(value[1][0])
+            elif name in STATIC_ITEMS:
+                static[name] = args_to_str([value])
         if uid is not None:
             old = self.uids[seq - 1]
             if old is not None and old != uid:
@@ -783,6 +809,21 @@ class Conn:
                                    % (seq, old, uid))
             self.uids[seq - 1] = uid
         uid = self.uids[seq - 1]
+        if uid is not None and self.selected:
+            key = (self.selected.lower(), self.uidvalidity, uid)
+            # What a message is never changes (imaptest compares what it cached).
+            known = self.r.static_data.setdefault(key, {})
+            for name, value in static.items():
+                old = known.setdefault(name, value)
+                if old != value:
+                    self.r.state_error(self, "UID %s %s changed from %s to %s"
+                                       % (uid, name, old[:80], value[:80]))
+            if modseq is not None and modseq.isdigit():
+                last = self.r.modseqs.get(key)
+                if last is not None and int(modseq) < last:
+                    self.r.state_error(self, "UID %s MODSEQ went down from %d to %s"
+                                       % (uid, last, modseq))
+                self.r.modseqs[key] = max(int(modseq), last or 0)
         if flags is not None and self.keywords is not None:
             for f in flags:
                 if not f.startswith("\\") and f not in self.keywords:
@@ -795,6 +836,7 @@ class Conn:
                                    % (uid, owner + 1, self.idx + 1))
 
     def reset_view(self):
+        self.counters = {}
         self.exists = 0
         self.uids = []
         self.uidvalidity = None
@@ -1274,6 +1316,7 @@ class Execution:
                 queue.pop(0)
             return False
 
+        self.r.running[conn.idx] = [t for _, t in pending.values()]
         waiting_cont = pump()
         if not group.commands and conn.greeting is not None:
             # Banner check: the expectations are about the greeting.
@@ -1313,6 +1356,7 @@ class Execution:
             if r.tag not in pending:
                 continue
             cmd, text = pending.pop(r.tag)
+            self.r.running[conn.idx] = [t for _, t in pending.values()]
             self.vars["tag"] = r.tag
             got = self.matcher.match_args(cmd.reply, r.args, prefix=True)
             del self.vars["tag"]
@@ -1433,6 +1477,9 @@ class Runner:
         self.verbose = args.verbose
         self.next_conn_id = 1
         self.recent_owner = {}
+        self.static_data = {}
+        self.modseqs = {}
+        self.running = {}
         self.current = None
         self.tls_ctx = ssl.create_default_context()
         self.tls_ctx.check_hostname = False
@@ -1442,8 +1489,18 @@ class Runner:
         if self.current is not None:
             self.current.state_error(conn, msg)
 
+    def no_expunge_now(self, conn):
+        """Whether every command running on `conn` is a FETCH, STORE or SEARCH by sequence
+        number, when RFC 3501 §7.4.1 forbids EXPUNGE responses."""
+        running = self.running.get(conn.idx) or []
+        return bool(running) and all(
+            t.split(" ", 1)[0].lower() in ("fetch", "store", "search") for t in running)
+
     def run_test(self, test):
         self.recent_owner = {}
+        self.static_data = {}
+        self.modseqs = {}
+        self.running = {}
         ex = Execution(self, test)
         self.current = ex
         try:

@@ -9,6 +9,7 @@ use super::{now, Reply, Session, State};
 use crate::imap::mailbox_name::{
     self, canonical_inbox, join_reference, pattern_matches, NameError,
 };
+use crate::imap::mime;
 use crate::imap::parser::{AppendMessage, Flag, ListCommand, StatusItem};
 use crate::imap::response;
 use crate::imap::sequence::write_compact;
@@ -407,8 +408,11 @@ impl Session {
         let pattern = canonical_inbox(&join_reference(&reference, &pattern)).into_owned();
         let account = self.account_name();
         let mut map: BTreeMap<String, bool> = BTreeMap::new();
+        // RFC 3501 §6.3.9: a `%` that stops at an unsubscribed parent of a subscribed name
+        // lists the parent as \Noselect; without `%` only subscribed names match.
+        let with_parents = pattern.contains('%') && !pattern.contains('*');
         for s in store.subscriptions(&account) {
-            if !pattern.contains('*') {
+            if with_parents {
                 for a in ancestors(&s) {
                     map.entry(a.to_string()).or_insert(false);
                 }
@@ -541,10 +545,13 @@ impl Session {
         let mut uidvalidity = 0;
         for (m, up) in messages.iter().zip(&updates) {
             let date = m.date.unwrap_or_else(now);
-            match store
-                .append(&account, &name, &[Bytes::copy_from_slice(m.data)], up, date)
-                .await
-            {
+            // Binary content sent as literal8 is stored base64-encoded (RFC 3516 §4.4, as
+            // Dovecot does), so BODY[] never has to carry a NUL.
+            let data = match m.binary.then(|| mime::binary_to_base64(m.data)).flatten() {
+                Some(encoded) => Bytes::from(encoded),
+                None => Bytes::copy_from_slice(m.data),
+            };
+            match store.append(&account, &name, &[data], up, date).await {
                 Ok(r) => {
                     uidvalidity = r.uidvalidity;
                     uids.push(r.uid);

@@ -667,6 +667,11 @@ fn list_lsub_and_mailbox_management() {
         out,
         "* LSUB () \"/\" Play/Projects\r\np OK Lsub completed.\r\n"
     );
+    // The unsubscribed parent shows (\Noselect) where a % stops at it, not for its own name.
+    let out = run(&mut s, &st, "p2 LSUB \"\" %\r\n");
+    assert!(out.contains("* LSUB (\\Noselect) \"/\" Play\r\n"), "{out}");
+    let out = run(&mut s, &st, "p3 LSUB \"\" Play\r\n");
+    assert_eq!(out, "p3 OK Lsub completed.\r\n");
     let out = run(&mut s, &st, "q LIST (SUBSCRIBED) \"\" P*\r\n");
     assert_eq!(
         out,
