@@ -1448,3 +1448,17 @@ fn thunderbird_over_imap_and_submission_starttls() {
     require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
     thunderbird("starttls");
 }
+
+/// Thunderbird as a POP3 client: leave on server with UIDL tracking across checks, then a
+/// message deleted in Thunderbird is deleted on the server at the next check; sends over SMTP.
+#[test]
+fn thunderbird_pop3s_leave_on_server() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("pop3s");
+}
+
+#[test]
+fn thunderbird_pop3_stls_leave_on_server() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("pop3");
+}
