@@ -1448,3 +1448,67 @@ fn thunderbird_over_imap_and_submission_starttls() {
     require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
     thunderbird("starttls");
 }
+
+/// Thunderbird as a POP3 client: leave on server with UIDL tracking across checks, then a
+/// message deleted in Thunderbird is deleted on the server at the next check; sends over SMTP.
+#[test]
+fn thunderbird_pop3s_leave_on_server() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("pop3s");
+}
+
+#[test]
+fn thunderbird_pop3_stls_leave_on_server() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("pop3");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server bugs found while driving the clients (ignored until fixed; run with --ignored)
+
+/// An account added with `ringpost user add` exists for the running server once the command
+/// has returned: a provisioning script that adds a user and sends a welcome mail right away
+/// must not get a permanent 550 (INTERFACE.md: "take effect without a restart").
+#[test]
+#[ignore = "server bug: accounts.json is polled every 500 ms, so a just-added user gets 550 5.1.1"]
+fn user_add_is_live_when_the_command_returns() {
+    require!("swaks" => "swaks");
+    let s = Server::new().start();
+    for i in 0..5 {
+        let user = format!("new{i}@example.org");
+        let out = s.cli_stdin(&["user", "add", &user, "--password-stdin"], "pw\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp)])
+            .args([
+                "--to",
+                &user,
+                "--from",
+                "x@remote.example",
+                "--quit-after",
+                "RCPT",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            r.status.success() && text.contains("250 2.1.5"),
+            "RCPT for {user} right after `user add` returned:\n{text}"
+        );
+    }
+}
+
+/// A logged-in POP3 session ends after `idle_timeout_secs` of silence whichever executor
+/// serves it. A session handed off to the executor owning the account has no timeout at all
+/// and keeps the maildrop locked ("-ERR [IN-USE]") for as long as the peer stays silent.
+#[test]
+#[ignore = "server bug: POP3 sessions handed off to another executor never time out (maildrop stays locked)"]
+fn pop3_idle_timeout_after_handoff() {
+    require!("python3" => "python3");
+    let s = Server::with_extra_config("idle_timeout_secs = 2").start();
+    s.python("stock/pop3_idle.py", &["8"]);
+}
