@@ -1464,13 +1464,12 @@ fn thunderbird_pop3_stls_leave_on_server() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Server bugs found while driving the clients (ignored until fixed; run with --ignored)
+// Server bugs found while driving the clients (fixed; kept as regression tests)
 
 /// An account added with `ringpost user add` exists for the running server once the command
 /// has returned: a provisioning script that adds a user and sends a welcome mail right away
 /// must not get a permanent 550 (INTERFACE.md: "take effect without a restart").
 #[test]
-#[ignore = "server bug: accounts.json is polled every 500 ms, so a just-added user gets 550 5.1.1"]
 fn user_add_is_live_when_the_command_returns() {
     require!("swaks" => "swaks");
     let s = Server::new().start();
@@ -1506,7 +1505,6 @@ fn user_add_is_live_when_the_command_returns() {
 /// serves it. A session handed off to the executor owning the account has no timeout at all
 /// and keeps the maildrop locked ("-ERR [IN-USE]") for as long as the peer stays silent.
 #[test]
-#[ignore = "server bug: POP3 sessions handed off to another executor never time out (maildrop stays locked)"]
 fn pop3_idle_timeout_after_handoff() {
     require!("python3" => "python3");
     let s = Server::with_extra_config("idle_timeout_secs = 2").start();

@@ -22,6 +22,7 @@ pub struct ConnParts {
     pending_ciphertext: Vec<u8>,
     peer: SocketAddr,
     slot: Option<Slot>,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConnParts {
@@ -44,6 +45,8 @@ pub struct Conn {
     out: Vec<u8>,
     /// The connection's place in the server-wide connection count, if it took one.
     slot: Option<Slot>,
+    /// Read/write timeout, carried along when the connection moves to another executor.
+    timeout: Option<Duration>,
 }
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -62,6 +65,7 @@ impl Conn {
             peer,
             out: Vec::new(),
             slot: None,
+            timeout: None,
         })
     }
 
@@ -82,7 +86,8 @@ impl Conn {
     }
 
     /// Read timeout: a read that waits longer fails with `TimedOut`.
-    pub fn set_timeout(&self, d: Duration) -> io::Result<()> {
+    pub fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
+        self.timeout = Some(d);
         self.stream
             .set_read_timeout(Some(d))
             .map_err(io::Error::from)?;
@@ -285,6 +290,7 @@ impl Conn {
             pending_ciphertext: self.pending_ciphertext,
             peer: self.peer,
             slot: self.slot,
+            timeout: self.timeout,
         })
     }
 
@@ -293,13 +299,22 @@ impl Conn {
         use std::os::unix::io::IntoRawFd;
         // SAFETY: the fd came from into_parts and ownership moves into the stream.
         let stream = unsafe { TcpStream::from_raw_fd(parts.fd.into_raw_fd()) };
-        Conn {
+        let mut conn = Conn {
             stream,
             tls: parts.tls,
             pending_ciphertext: parts.pending_ciphertext,
             peer: parts.peer,
             out: Vec::new(),
             slot: parts.slot,
+            timeout: None,
+        };
+        if let Some(t) = parts.timeout {
+            // A fresh glommio stream has no timeouts: without this a handed-off session
+            // would wait forever (and keep its POP3 maildrop locked).
+            if let Err(e) = conn.set_timeout(t) {
+                tracing::warn!(error = %e, "cannot set timeout after handoff");
+            }
         }
+        conn
     }
 }

@@ -106,6 +106,12 @@ impl Exec {
 
     /// Checks a password off the executor thread (hashing takes milliseconds).
     pub async fn verify_password(&self, user: &str, password: &str) -> Option<String> {
+        let known = |db: &AccountDb| {
+            crate::accounts::normalize(user).is_ok_and(|a| db.accounts.contains_key(&a))
+        };
+        if !known(&self.accounts()) {
+            self.refresh_accounts(); // the account may have been added a moment ago
+        }
         let db = self.accounts();
         let hash = crate::accounts::normalize(user)
             .ok()
@@ -190,7 +196,8 @@ impl Exec {
         SessionGuard(self.clone())
     }
 
-    fn refresh_accounts(&self) {
+    /// Reloads the account database if the file changed (one stat when it did not).
+    pub fn refresh_accounts(&self) {
         if let Err(e) = self.accounts.borrow_mut().refresh() {
             tracing::warn!(error = %e, "account database not reloaded");
         }
