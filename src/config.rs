@@ -247,7 +247,7 @@ impl Default for LimitsSection {
             max_line_length: 4096,
             idle_timeout_secs: 300,
             tls_handshake_timeout_secs: 30,
-            max_message_memory: 256 * 1024 * 1024,
+            max_message_memory: 128 * 1024 * 1024,
             max_connections: 0,
         }
     }

@@ -16,7 +16,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer of a new connection: enough for any command exchange. Idle connections are
+/// what floods are made of, so they stay small.
+const READ_CHUNK_MIN: usize = 4 * 1024;
+/// Read buffer once reads fill it (message data): fewer, larger reads.
+const READ_CHUNK_MAX: usize = 64 * 1024;
 
 thread_local! {
     /// Per-executor session configs, one per listener kind, sharing one queue-id generator.
@@ -95,7 +99,7 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
     }
     metrics::record(Metric::SmtpBanner, accepted.elapsed());
     let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut chunk = vec![0u8; READ_CHUNK_MIN];
     let mut started = Instant::now();
     // Message data held in memory counts against the executor's budget (net::budget).
     let mut hold = exec.message_memory.hold();
@@ -129,6 +133,9 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                     Ok(n) => {
                         metrics::incr(Counter::BytesIn, n as u64);
                         inbuf.extend_from_slice(&chunk[..n]);
+                        if n == chunk.len() && chunk.len() < READ_CHUNK_MAX {
+                            chunk.resize(READ_CHUNK_MAX, 0);
+                        }
                     }
                 }
                 started = Instant::now();
