@@ -814,6 +814,10 @@ class Conn:
             # What a message is never changes (imaptest compares what it cached).
             known = self.r.static_data.setdefault(key, {})
             for name, value in static.items():
+                if (value.replace("NIL", "").strip("() ") == "" or value in ("0", '""')
+                        or value.startswith('"01-Jan-1970 00:00:00')):
+                    # What a server may send for a message expunged meanwhile (Dovecot).
+                    continue
                 old = known.setdefault(name, value)
                 if old != value:
                     self.r.state_error(self, "UID %s %s changed from %s to %s"
