@@ -1,7 +1,8 @@
-//! IMAP compliance: Dovecot imaptest's scripted tests (tests/imap/imaptest, see its README) run
-//! against the real binary with tools/imaptest-lite. Every script is either expected to pass
-//! or listed below with the reason it does not; a script in neither list fails the test, so
-//! nothing is skipped silently.
+//! IMAP compliance: Dovecot imaptest's scripted tests (tests/imap/imaptest, see its README) and
+//! ringpost's own (tests/imap/extra) run against the real binary with tools/imaptest-lite, then
+//! a short multi-session stress run with state tracking. Every script is either expected to
+//! pass or listed below with the reason it does not; a script in neither list fails the test,
+//! so nothing is skipped silently.
 
 mod common;
 
@@ -169,6 +170,22 @@ fn imaptest_scripts() {
         out.status,
         KNOWN_FAILING,
         EXTRA_KNOWN_FAILING,
+        String::from_utf8_lossy(&out.stderr),
+        common::tail(&server.log_text(), 40),
+    );
+
+    // A few seconds of random commands from four sessions on one mailbox, with the same state
+    // tracking, and the sessions agreeing at the end.
+    let out = Command::new("python3")
+        .arg(root().join("tools/imaptest-lite/stress.py"))
+        .args(["--port", &port, "--tls", "--user", user, "--pass", pass])
+        .args(["--sessions", "4", "--secs", "3", "--seed", "7"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "stress.py found state errors:\n{}{}\n--- server log (tail)\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
         common::tail(&server.log_text(), 40),
     );

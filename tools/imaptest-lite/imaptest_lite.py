@@ -814,6 +814,10 @@ class Conn:
             # What a message is never changes (imaptest compares what it cached).
             known = self.r.static_data.setdefault(key, {})
             for name, value in static.items():
+                if (value.replace("NIL", "").strip("() ") == "" or value in ("0", '""')
+                        or value.startswith('"01-Jan-1970 00:00:00')):
+                    # What a server may send for a message expunged meanwhile (Dovecot).
+                    continue
                 old = known.setdefault(name, value)
                 if old != value:
                     self.r.state_error(self, "UID %s %s changed from %s to %s"
@@ -1540,7 +1544,9 @@ def main():
     ap.add_argument("--pass", dest="password", required=True)
     ap.add_argument("--user2", help="second user for tests with 'user N: $user2'")
     ap.add_argument("--pass2")
-    ap.add_argument("--box", default="imaptest", help="test mailbox ($mailbox)")
+    ap.add_argument("--box", default="imaptest",
+                    help="test mailbox ($mailbox); imaptest's own default, INBOX, cannot be "
+                    "deleted between tests, so most scripts fail with it on any server")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
     ap.add_argument("--modseq-order", action="store_true",
                     help="newer imaptest's rule: $modseqN must grow at least by the gap of N "

@@ -238,10 +238,10 @@ impl Session {
         }
         for parent in ancestors(&to) {
             if store.with_mailbox(&account, parent, |_| ()).is_none() {
-                if let Err(e) = store.create_mailbox(&account, parent).await {
-                    if e != StoreError::AlreadyExists {
-                        return store_error(&e, "[CANNOT] Cannot create parent mailbox.");
-                    }
+                match store.create_mailbox(&account, parent).await {
+                    Ok(()) => reset_recent(store, &account, parent),
+                    Err(StoreError::AlreadyExists) => {}
+                    Err(e) => return store_error(&e, "[CANNOT] Cannot create parent mailbox."),
                 }
             }
         }
@@ -253,6 +253,13 @@ impl Session {
                 .is_some_and(|n| n == from || n.starts_with(&format!("{from}/")));
         if let Err(e) = store.rename_mailbox(&account, &from, &to).await {
             return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.");
+        }
+        // The renamed mailboxes are new to the \Recent bookkeeping (kept by name).
+        let below = format!("{to}/");
+        for info in store.list_mailboxes(&account) {
+            if info.name == to || info.name.starts_with(&below) {
+                reset_recent(store, &account, &info.name);
+            }
         }
         if affected {
             self.state = State::Authenticated;
@@ -608,10 +615,10 @@ impl Session {
     }
 }
 
-/// A new mailbox starts with no message claimed as `\Recent`. The store keeps its `\Recent`
-/// mark by mailbox name, so a mark left by a deleted mailbox of the same name would hide the
-/// new one's messages: claiming once right after CREATE moves the mark to the new, empty
-/// mailbox's UIDNEXT.
+/// A new (created or renamed) mailbox starts afresh in the `\Recent` bookkeeping. The store
+/// keeps its `\Recent` mark by mailbox name, so a mark left by a deleted mailbox of the same
+/// name would hide the new one's messages (or show old ones): claiming once right after
+/// CREATE / RENAME moves the mark to the mailbox's UIDNEXT.
 fn reset_recent<S: MailStore>(store: &S, account: &str, name: &str) {
     store.first_recent_uid(account, name, true);
 }
