@@ -1510,3 +1510,144 @@ fn pop3_idle_timeout_after_handoff() {
     let s = Server::with_extra_config("idle_timeout_secs = 2").start();
     s.python("stock/pop3_idle.py", &["8"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// IMAP: imapfilter (server-side SEARCH, STORE, COPY, MOVE, CREATE, STATUS)
+
+/// imapfilter rules over IMAPS: header, address, body, size, date, regex and keyword searches;
+/// move, copy, flag, keyword and delete. Then a second run over IMAP with STARTTLS (which
+/// imapfilter negotiates by itself) archives what the first flagged.
+#[test]
+fn imapfilter_rules_over_imaps_then_starttls() {
+    require!("imapfilter" => "imapfilter", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "alice@example.org";
+    let mail: [(&str, &str, &str, &str); 6] = [
+        (
+            "boss@corp.example",
+            "Quarterly report",
+            "",
+            "numbers inside",
+        ),
+        (
+            "list@lists.example",
+            "[dev] patch 1",
+            "List-Id: <dev.lists.example>",
+            "diff",
+        ),
+        (
+            "list@lists.example",
+            "[dev] patch 2",
+            "List-Id: <dev.lists.example>",
+            "diff",
+        ),
+        ("spam@bad.example", "WIN money", "", "cheap viagra"),
+        ("friend@home.example", "Grüße", "", "héllo"),
+        ("boss@corp.example", "Re: Quarterly report", "", "big"),
+    ];
+    for (from, subject, header, body) in mail {
+        let big = "more numbers\n".repeat(300);
+        let mut cmd = Command::new("swaks");
+        cmd.args(["--server", &format!("127.0.0.1:{}", s.ports.smtp)])
+            .args(["--from", from, "--to", user])
+            .args(["--header", &format!("From: {from}")])
+            .args(["--header", &format!("Subject: {subject}")])
+            .args(["--body", if body == "big" { &big } else { body }]);
+        if !header.is_empty() {
+            cmd.args(["--header", header]);
+        }
+        c.ok(&format!("swaks {subject}"), &mut cmd, b"");
+    }
+    let rules = c.write(
+        "rules.lua",
+        &format!(
+            r#"options.timeout = 60
+options.info = true
+local acc = IMAP {{ server = 'localhost', port = {imaps}, ssl = 'auto',
+                   username = '{user}', password = 'alice-pw' }}
+local function expect(what, got, want)
+  if got ~= want then error(what .. ': got ' .. tostring(got) .. ', want ' .. tostring(want)) end
+end
+acc:create_mailbox('Lists/dev')
+acc:create_mailbox('Work')
+local inbox = acc.INBOX
+expect('all', #inbox:select_all(), 6)
+local lists = inbox:contain_field('List-Id', 'dev.lists.example')
+expect('List-Id header search', #lists, 2)
+expect('regex on subject', #inbox:match_subject('^\\[dev\\] patch'), 2)
+lists:move_messages(acc['Lists/dev'])
+local boss = inbox:contain_from('boss@corp.example')
+expect('From search', #boss, 2)
+boss:mark_flagged()
+boss:copy_messages(acc.Work)
+local spam = inbox:contain_body('viagra') + inbox:contain_subject('WIN')
+expect('body or subject search', #spam, 1)
+spam:delete_messages()
+local big = inbox:is_larger(2000)
+expect('LARGER', #big, 1)
+big:mark_seen()
+expect('UTF-8 subject search', #inbox:contain_subject('Grüße'), 1)
+expect('NEW', #(inbox:is_new() * inbox:is_unseen()), 2)
+expect('OLDER', #inbox:is_older(1), 0)
+expect('SENTSINCE', #inbox:sent_since(form_date(1)), 3)
+local exists, recent, unseen = inbox:check_status()
+expect('STATUS MESSAGES', exists, 3)
+expect('STATUS UNSEEN', unseen, 2)
+inbox:is_flagged():add_flags({{'$Important'}})
+expect('KEYWORD', #inbox:has_keyword('$Important'), 2)
+expect('UNKEYWORD', #inbox:has_unkeyword('$Important'), 1)
+"#,
+            imaps = s.ports.imaps,
+        ),
+    );
+    let archive = c.write(
+        "archive.lua",
+        &format!(
+            r#"options.timeout = 60
+local acc = IMAP {{ server = 'localhost', port = {imap},
+                   username = '{user}', password = 'alice-pw' }}
+local flagged = acc.INBOX:is_flagged()
+if #flagged ~= 2 then error('flagged: ' .. #flagged) end
+flagged:move_messages(acc.Archive)
+"#,
+            imap = s.ports.imap,
+        ),
+    );
+    let trust = c.cert();
+    for (what, rc) in [
+        ("imapfilter rules (imaps)", &rules),
+        ("imapfilter archive (starttls)", &archive),
+    ] {
+        let r = c.ok(
+            what,
+            Command::new("imapfilter").args(["-t", &trust, "-d", &format!("{rc}.debug"), "-c", rc]),
+            b"",
+        );
+        assert!(!r.text().contains("error"), "{what}:\n{}", r.text());
+    }
+    let debug = fs::read_to_string(format!("{archive}.debug")).unwrap_or_default();
+    assert!(debug.contains("STARTTLS"), "no STARTTLS on 143:\n{debug}");
+    let inbox = server_messages(&s, user, "INBOX");
+    assert_eq!(subjects(&inbox), ["Grüße"], "{inbox:?}");
+    let archived = server_messages(&s, user, "Archive");
+    assert_eq!(
+        subjects(&archived),
+        sorted(&["Quarterly report", "Re: Quarterly report"]),
+        "{archived:?}"
+    );
+    for m in &archived {
+        assert!(
+            m.flags.contains("$Important") && m.flags.contains("\\Flagged"),
+            "{m:?}"
+        );
+    }
+    assert_eq!(
+        subjects(&server_messages(&s, user, "Lists/dev")),
+        sorted(&["[dev] patch 1", "[dev] patch 2"])
+    );
+    assert_eq!(
+        subjects(&server_messages(&s, user, "Work")),
+        sorted(&["Quarterly report", "Re: Quarterly report"])
+    );
+}
