@@ -2,8 +2,8 @@
 """imaptest-lite: runs Dovecot imaptest's scripted tests (`imaptest test=DIR`) against an IMAP
 server, with imaptest's matching rules, using only the Python 3 standard library.
 
-    imaptest_lite.py --port 143 --starttls --user U --pass P tests/imap/imaptest
-    imaptest_lite.py --port 993 --tls --user U --pass P tests/imap/imaptest/fetch -v
+    imaptest_lite.py --port 143 --starttls --user U --pass P IMAPTEST/src/tests
+    imaptest_lite.py --port 993 --tls --user U --pass P IMAPTEST/src/tests/fetch -v
 
 A test is a file `NAME` (and optionally `NAME.mbox`, else `default.mbox` beside it): a header
 (`capabilities:`, `connections:`, `messages:`, `state:`, `ignore_extra_untagged:`, `user N:`),
