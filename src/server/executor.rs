@@ -64,6 +64,8 @@ pub struct Exec {
     /// Recent failed logins per client address, to slow down password guessing.
     auth_failures: RefCell<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
     auth_cache: RefCell<crate::accounts::AuthCache>,
+    /// Slow password checks in progress per client address.
+    checking: RefCell<HashMap<std::net::IpAddr, usize>>,
     /// Message data this executor's sessions may hold in memory at once.
     pub message_memory: Rc<crate::net::MemoryBudget>,
 }
@@ -106,6 +108,20 @@ impl Exec {
 
     /// Checks a password off the executor thread (hashing takes milliseconds).
     pub async fn verify_password(&self, user: &str, password: &str) -> Option<String> {
+        self.check_password(user, password, None).await
+    }
+
+    /// Checks a password; a client address with recent failures may have only
+    /// [`MAX_CHECKS_PER_SUSPECT`] slow checks in progress here, and further attempts fail
+    /// at once. Without that, a few hundred parallel connections guessing passwords queue up
+    /// minutes of hashing that everyone else's first login waits behind (and that a
+    /// graceful stop waits for).
+    async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Option<String> {
         let known = |db: &AccountDb| {
             crate::accounts::normalize(user).is_ok_and(|a| db.accounts.contains_key(&a))
         };
@@ -123,6 +139,17 @@ impl Exec {
                 return Some(a.clone());
             }
         }
+        let _slot = match peer {
+            Some(ip) => match self.slow_check_slot(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(peer = %ip, "password check refused: too many in progress");
+                    crate::metrics::incr(crate::metrics::Counter::AuthFailures, 1);
+                    return None;
+                }
+            },
+            None => None,
+        };
         let remember = hash.clone();
         let password_copy = password.to_string();
         let password = password.to_string();
@@ -157,15 +184,19 @@ impl Exec {
         user: &str,
         password: &str,
     ) -> Option<String> {
-        let ok = self.verify_password(user, password).await;
+        let ok = self.check_password(user, password, Some(peer)).await;
         if ok.is_none() {
             let delay = {
                 let mut map = self.auth_failures.borrow_mut();
                 if map.len() > 100_000 {
-                    map.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(900));
+                    map.retain(|_, (_, t)| t.elapsed() < FAILURE_MEMORY);
+                    if map.len() > 100_000 {
+                        // Not worth scanning again on every failure: start over.
+                        map.clear();
+                    }
                 }
                 let e = map.entry(peer).or_insert((0, std::time::Instant::now()));
-                if e.1.elapsed() > Duration::from_secs(900) {
+                if e.1.elapsed() > FAILURE_MEMORY {
                     e.0 = 0;
                 }
                 e.0 = e.0.saturating_add(1);
@@ -175,6 +206,23 @@ impl Exec {
             glommio::timer::sleep(delay).await;
         }
         ok
+    }
+
+    /// A place among the slow password checks for `peer`, unless it failed recently and
+    /// already has its share in progress.
+    fn slow_check_slot(&self, peer: std::net::IpAddr) -> Option<CheckSlot<'_>> {
+        let suspect = self
+            .auth_failures
+            .borrow()
+            .get(&peer)
+            .is_some_and(|(n, t)| *n >= SUSPECT_FAILURES && t.elapsed() < FAILURE_MEMORY);
+        let mut checking = self.checking.borrow_mut();
+        let n = checking.entry(peer).or_insert(0);
+        if suspect && *n >= MAX_CHECKS_PER_SUSPECT {
+            return None;
+        }
+        *n += 1;
+        Some(CheckSlot { exec: self, peer })
     }
 
     /// Whether `account`'s shard is owned by this executor.
@@ -200,6 +248,31 @@ impl Exec {
     pub fn refresh_accounts(&self) {
         if let Err(e) = self.accounts.borrow_mut().refresh() {
             tracing::warn!(error = %e, "account database not reloaded");
+        }
+    }
+}
+
+/// Failed logins from one address within this window slow its later attempts.
+const FAILURE_MEMORY: Duration = Duration::from_secs(900);
+/// Recent failures after which an address counts as guessing passwords.
+const SUSPECT_FAILURES: u32 = 3;
+/// Slow password checks one guessing address may have in progress on one executor.
+const MAX_CHECKS_PER_SUSPECT: usize = 1;
+
+/// A slow password check in progress for a client address.
+struct CheckSlot<'a> {
+    exec: &'a Exec,
+    peer: std::net::IpAddr,
+}
+
+impl Drop for CheckSlot<'_> {
+    fn drop(&mut self) {
+        let mut checking = self.exec.checking.borrow_mut();
+        if let Some(n) = checking.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                checking.remove(&self.peer);
+            }
         }
     }
 }
@@ -268,6 +341,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         active_sessions: Cell::new(0),
         auth_failures: RefCell::new(HashMap::new()),
         auth_cache: RefCell::new(crate::accounts::AuthCache::new()),
+        checking: RefCell::new(HashMap::new()),
         message_memory: crate::net::MemoryBudget::new(message_memory_share(&shared)),
     });
     {
