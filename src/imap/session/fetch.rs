@@ -350,7 +350,9 @@ impl Session {
             .copied()
             .filter(|i| targets.binary_search_by_key(i, |t| t.idx).is_err())
             .collect();
-        job.expunged |= !gone.is_empty() && !view_only;
+        // UID FETCH ignores UIDs that no longer exist (RFC 3501 §6.4.8); only a FETCH by
+        // sequence number of an expunged message is answered NO [EXPUNGEISSUED].
+        job.expunged |= !job.uid && !gone.is_empty() && !view_only;
         if let Some(cs) = job.changed_since {
             targets.retain(|t| t.modseq > cs);
         }
