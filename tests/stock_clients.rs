@@ -1653,3 +1653,15 @@ flagged:move_messages(acc.Archive)
         sorted(&["Quarterly report", "Re: Quarterly report"])
     );
 }
+
+/// UID FETCH of a UID that another session has just expunged ends in OK (RFC 3501 6.4.8: a
+/// non-existent UID is ignored without an error). Thunderbird, when its preview fetch races
+/// another client's expunge and gets NO [EXPUNGEISSUED], keeps listing the deleted message.
+#[test]
+#[ignore = "server bug: UID FETCH of a UID expunged by another session answers NO [EXPUNGEISSUED], not OK"]
+fn uid_fetch_of_a_uid_expunged_elsewhere_is_ok() {
+    require!("python3" => "python3", "swaks" => "swaks");
+    let s = Server::new().start();
+    deliver(&s, "bob@example.org", "expunged elsewhere", "gone soon");
+    s.python("stock/uid_fetch_expunged.py", &[]);
+}
