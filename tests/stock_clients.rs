@@ -1665,3 +1665,22 @@ fn uid_fetch_of_a_uid_expunged_elsewhere_is_ok() {
     deliver(&s, "bob@example.org", "expunged elsewhere", "gone soon");
     s.python("stock/uid_fetch_expunged.py", &[]);
 }
+
+/// SIGTERM says goodbye to idle sessions before closing them: "* BYE" to an IMAP client in
+/// IDLE (every Thunderbird, mutt or K-9 session idles), "421" to an SMTP client between
+/// commands. Today both are cut silently once the 10 s grace period runs out.
+#[test]
+#[ignore = "server bug: on SIGTERM idle IMAP/SMTP sessions are closed after 10 s with no * BYE / 421"]
+fn graceful_stop_says_goodbye_to_idle_sessions() {
+    require!("python3" => "python3");
+    let mut s = Server::new().start();
+    let pid = s.child.as_ref().map(|c| c.id()).unwrap().to_string();
+    let out = s.python_output("stock/goodbye.py", &[&pid]);
+    let status = s.stop();
+    assert!(
+        out.status.success(),
+        "{}{}\nserver exit: {status:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
