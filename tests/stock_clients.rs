@@ -1684,3 +1684,95 @@ fn graceful_stop_says_goodbye_to_idle_sessions() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Three mbsync stores of one account (laptop, desktop, phone) syncing at the same time:
+/// each pushes new messages and flag changes and trashes a few, concurrently, twice over; the
+/// server ends with every message once, and every store converges on the server's state.
+#[test]
+fn mbsync_three_stores_sync_concurrently() {
+    require!("mbsync" => "isync", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "carol@example.org";
+    for i in 0..20 {
+        deliver(&s, user, &format!("base {i}"), "base");
+    }
+    let stores: Vec<(PathBuf, String)> = (1..=3)
+        .map(|n| {
+            let local = c.path(&format!("store{n}"));
+            fs::create_dir_all(&local).unwrap();
+            let rc = c.write(
+                &format!("mbsyncrc{n}"),
+                &format!(
+                    "IMAPAccount rp\nHost localhost\nPort {port}\nUser {user}\nPass carol-pw\n\
+                     SSLType IMAPS\nCertificateFile {cert}\n\n\
+                     IMAPStore far\nAccount rp\n\n\
+                     MaildirStore near\nPath {local}/\nInbox {local}/INBOX\n\n\
+                     Channel rp\nFar :far:\nNear :near:\nPatterns INBOX\nCreate Both\n\
+                     Expunge Both\nSyncState *\n",
+                    port = s.ports.imaps,
+                    cert = c.cert(),
+                    local = local.display(),
+                ),
+            );
+            (local, rc)
+        })
+        .collect();
+    let sync_all = |round: &str| {
+        std::thread::scope(|scope| {
+            for (n, (_, rc)) in stores.iter().enumerate() {
+                let c = &c;
+                scope.spawn(move || {
+                    c.ok(
+                        &format!("mbsync store {} ({round})", n + 1),
+                        Command::new("mbsync").args(["-c", rc, "rp"]),
+                        b"",
+                    );
+                });
+            }
+        });
+    };
+    sync_all("first pull");
+    for (n, (local, _)) in stores.iter().enumerate() {
+        let inbox = local.join("INBOX");
+        assert_eq!(maildir(&inbox).len(), 20, "store {}", n + 1);
+        for i in 0..10 {
+            maildir_add(
+                &inbox,
+                &format!("push-{n}-{i}.local"),
+                "",
+                &format!("Subject: push {n} {i}\n\nfrom store {n}\n"),
+            );
+        }
+        // Store n flags base n*3.., and trashes base 10+n.
+        for i in 0..3 {
+            set_maildir_flags(&maildir_file(&inbox, &format!("base {}", n * 3 + i)), "FS");
+        }
+        set_maildir_flags(&maildir_file(&inbox, &format!("base {}", 10 + n)), "ST");
+    }
+    sync_all("concurrent push");
+    sync_all("converge");
+    let msgs = server_messages(&s, user, "INBOX");
+    let mut want: Vec<String> = (0..20)
+        .filter(|i| !(10..13).contains(i))
+        .map(|i| format!("base {i}"))
+        .chain((0..3).flat_map(|n| (0..10).map(move |i| format!("push {n} {i}"))))
+        .collect();
+    want.sort();
+    assert_eq!(subjects(&msgs), want, "server INBOX");
+    for i in 0..9 {
+        let m = find(&msgs, &format!("base {i}"));
+        assert!(
+            m.flags.contains("\\Flagged") && m.flags.contains("\\Seen"),
+            "{m:?}"
+        );
+    }
+    for (n, (local, _)) in stores.iter().enumerate() {
+        assert_eq!(
+            maildir_subjects(&local.join("INBOX")),
+            want,
+            "store {} did not converge",
+            n + 1
+        );
+    }
+}
