@@ -1,7 +1,8 @@
 //! Stock mail clients from Debian against the real binary, on every port: Thunderbird
-//! (headless, driven over Marionette), mbsync, offlineimap, mutt and neomutt over IMAP(S);
-//! fetchmail, getmail, mpop and s-nail over POP3(S) and IMAP(S); msmtp, mutt, s-nail, sendemail
-//! and swaks over submission, submissions and the MX port.
+//! (headless, driven over Marionette) over IMAP(S), POP3(S) and SMTP; mbsync, offlineimap,
+//! imapfilter, mutt and neomutt over IMAP(S); fetchmail, getmail, mpop and s-nail over POP3(S)
+//! and IMAP(S); msmtp, mutt, s-nail, sendemail and swaks over submission, submissions and the
+//! MX port. Server bugs they uncovered are reproduced by `#[ignore]`d tests at the end.
 //!
 //! Each test skips (with a line saying which package is missing) when its client is not
 //! installed; `.ci/run` installs them all. Every client run is bounded by `CLIENT_TIMEOUT` and

@@ -41,6 +41,7 @@ CERT = os.path.join(os.environ["RP_DATA"], "tls", "cert.pem")
 PROFILE = os.path.join(WORK, "tb-profile-" + MODE)
 LOG = os.path.join(WORK, "tb-" + MODE + ".moz")
 STEP_TIMEOUT = 60
+TOTAL_TIMEOUT = 300
 
 
 def say(*a):
@@ -498,6 +499,9 @@ def step(name, fn):
 
 def main():
     global PROC
+    # The whole run is bounded: past it, Thunderbird is stopped and the run fails.
+    signal.signal(signal.SIGALRM, lambda *_: fail(f"no result within {TOTAL_TIMEOUT} s"))
+    signal.alarm(TOTAL_TIMEOUT)
     mport = free_port()
     make_profile(mport)
     env = dict(os.environ, MOZ_LOG="IMAP:5,POP3:5,SMTP:5,timestamp", MOZ_LOG_FILE=LOG,
