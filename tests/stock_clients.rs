@@ -1,7 +1,9 @@
 //! Stock mail clients from Debian against the real binary, on every port: Thunderbird
-//! (headless, driven over Marionette), mbsync, offlineimap, mutt and neomutt over IMAP(S);
-//! fetchmail, getmail, mpop and s-nail over POP3(S) and IMAP(S); msmtp, mutt, s-nail, sendemail
-//! and swaks over submission, submissions and the MX port.
+//! (headless, driven over Marionette) over IMAP(S), POP3(S) and SMTP; mbsync, offlineimap,
+//! imapfilter, mutt and neomutt over IMAP(S); fetchmail, getmail, mpop and s-nail over POP3(S)
+//! and IMAP(S); msmtp, mutt, s-nail, sendemail and swaks over submission, submissions and the
+//! MX port. Server bugs they uncovered are reproduced by tests at the end (fixed ones run; the
+//! one still open is `#[ignore]`d).
 //!
 //! Each test skips (with a line saying which package is missing) when its client is not
 //! installed; `.ci/run` installs them all. Every client run is bounded by `CLIENT_TIMEOUT` and
@@ -485,6 +487,98 @@ fn mbsync_two_way_sync_over_imaps() {
 fn mbsync_two_way_sync_over_starttls() {
     require!("mbsync" => "isync", "curl" => "curl", "swaks" => "swaks");
     mbsync_round_trip("STARTTLS");
+}
+
+/// Three mbsync stores of one account (laptop, desktop, phone) syncing at the same time:
+/// each pushes new messages and flag changes and trashes a few, concurrently, twice over; the
+/// server ends with every message once, and every store converges on the server's state.
+#[test]
+fn mbsync_three_stores_sync_concurrently() {
+    require!("mbsync" => "isync", "swaks" => "swaks", "python3" => "python3");
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    let user = "carol@example.org";
+    for i in 0..20 {
+        deliver(&s, user, &format!("base {i}"), "base");
+    }
+    let stores: Vec<(PathBuf, String)> = (1..=3)
+        .map(|n| {
+            let local = c.path(&format!("store{n}"));
+            fs::create_dir_all(&local).unwrap();
+            let rc = c.write(
+                &format!("mbsyncrc{n}"),
+                &format!(
+                    "IMAPAccount rp\nHost localhost\nPort {port}\nUser {user}\nPass carol-pw\n\
+                     SSLType IMAPS\nCertificateFile {cert}\n\n\
+                     IMAPStore far\nAccount rp\n\n\
+                     MaildirStore near\nPath {local}/\nInbox {local}/INBOX\n\n\
+                     Channel rp\nFar :far:\nNear :near:\nPatterns INBOX\nCreate Both\n\
+                     Expunge Both\nSyncState *\n",
+                    port = s.ports.imaps,
+                    cert = c.cert(),
+                    local = local.display(),
+                ),
+            );
+            (local, rc)
+        })
+        .collect();
+    let sync_all = |round: &str| {
+        std::thread::scope(|scope| {
+            for (n, (_, rc)) in stores.iter().enumerate() {
+                let c = &c;
+                scope.spawn(move || {
+                    c.ok(
+                        &format!("mbsync store {} ({round})", n + 1),
+                        Command::new("mbsync").args(["-c", rc, "rp"]),
+                        b"",
+                    );
+                });
+            }
+        });
+    };
+    sync_all("first pull");
+    for (n, (local, _)) in stores.iter().enumerate() {
+        let inbox = local.join("INBOX");
+        assert_eq!(maildir(&inbox).len(), 20, "store {}", n + 1);
+        for i in 0..10 {
+            maildir_add(
+                &inbox,
+                &format!("push-{n}-{i}.local"),
+                "",
+                &format!("Subject: push {n} {i}\n\nfrom store {n}\n"),
+            );
+        }
+        // Store n flags base n*3.., and trashes base 10+n.
+        for i in 0..3 {
+            set_maildir_flags(&maildir_file(&inbox, &format!("base {}", n * 3 + i)), "FS");
+        }
+        set_maildir_flags(&maildir_file(&inbox, &format!("base {}", 10 + n)), "ST");
+    }
+    sync_all("concurrent push");
+    sync_all("converge");
+    let msgs = server_messages(&s, user, "INBOX");
+    let mut want: Vec<String> = (0..20)
+        .filter(|i| !(10..13).contains(i))
+        .map(|i| format!("base {i}"))
+        .chain((0..3).flat_map(|n| (0..10).map(move |i| format!("push {n} {i}"))))
+        .collect();
+    want.sort();
+    assert_eq!(subjects(&msgs), want, "server INBOX");
+    for i in 0..9 {
+        let m = find(&msgs, &format!("base {i}"));
+        assert!(
+            m.flags.contains("\\Flagged") && m.flags.contains("\\Seen"),
+            "{m:?}"
+        );
+    }
+    for (n, (local, _)) in stores.iter().enumerate() {
+        assert_eq!(
+            maildir_subjects(&local.join("INBOX")),
+            want,
+            "store {} did not converge",
+            n + 1
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1416,102 +1510,6 @@ fn fetchmail_idle_over_imaps() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Thunderbird (headless, driven over Marionette by tests/clients/stock/thunderbird.py)
-
-/// A real Thunderbird: syncs INBOX, discovers folders, marks read and flagged, moves to
-/// Archive, deletes to Trash, creates and renames a folder, sends over SMTP with a copy to
-/// Sent, saves a draft, sees new mail through IDLE and empties Trash; the script then checks
-/// the server's state and that Thunderbird never got NO or BAD.
-fn thunderbird(mode: &str) {
-    let s = Server::new().start();
-    let c = Clients::new(&s);
-    for i in 1..=3 {
-        deliver(
-            &s,
-            "alice@example.org",
-            &format!("tb-{i}"),
-            &format!("thunderbird {i}"),
-        );
-    }
-    let out = s.python("stock/thunderbird.py", &[mode, c.dir.to_str().unwrap()]);
-    assert!(out.contains(&format!("thunderbird {mode} ok")), "{out}");
-}
-
-#[test]
-fn thunderbird_over_imaps_and_smtps() {
-    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
-    thunderbird("tls");
-}
-
-#[test]
-fn thunderbird_over_imap_and_submission_starttls() {
-    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
-    thunderbird("starttls");
-}
-
-/// Thunderbird as a POP3 client: leave on server with UIDL tracking across checks, then a
-/// message deleted in Thunderbird is deleted on the server at the next check; sends over SMTP.
-#[test]
-fn thunderbird_pop3s_leave_on_server() {
-    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
-    thunderbird("pop3s");
-}
-
-#[test]
-fn thunderbird_pop3_stls_leave_on_server() {
-    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
-    thunderbird("pop3");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server bugs found while driving the clients (fixed; kept as regression tests)
-
-/// An account added with `ringpost user add` exists for the running server once the command
-/// has returned: a provisioning script that adds a user and sends a welcome mail right away
-/// must not get a permanent 550 (INTERFACE.md: "take effect without a restart").
-#[test]
-fn user_add_is_live_when_the_command_returns() {
-    require!("swaks" => "swaks");
-    let s = Server::new().start();
-    for i in 0..5 {
-        let user = format!("new{i}@example.org");
-        let out = s.cli_stdin(&["user", "add", &user, "--password-stdin"], "pw\n");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r = Command::new("swaks")
-            .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp)])
-            .args([
-                "--to",
-                &user,
-                "--from",
-                "x@remote.example",
-                "--quit-after",
-                "RCPT",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&r.stdout);
-        assert!(
-            r.status.success() && text.contains("250 2.1.5"),
-            "RCPT for {user} right after `user add` returned:\n{text}"
-        );
-    }
-}
-
-/// A logged-in POP3 session ends after `idle_timeout_secs` of silence whichever executor
-/// serves it. A session handed off to the executor owning the account has no timeout at all
-/// and keeps the maildrop locked ("-ERR [IN-USE]") for as long as the peer stays silent.
-#[test]
-fn pop3_idle_timeout_after_handoff() {
-    require!("python3" => "python3");
-    let s = Server::with_extra_config("idle_timeout_secs = 2").start();
-    s.python("stock/pop3_idle.py", &["8"]);
-}
-
-// ---------------------------------------------------------------------------------------------
 // IMAP: imapfilter (server-side SEARCH, STORE, COPY, MOVE, CREATE, STATUS)
 
 /// imapfilter rules over IMAPS: header, address, body, size, date, regex and keyword searches;
@@ -1649,5 +1647,131 @@ flagged:move_messages(acc.Archive)
     assert_eq!(
         subjects(&server_messages(&s, user, "Work")),
         sorted(&["Quarterly report", "Re: Quarterly report"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thunderbird (headless, driven over Marionette by tests/clients/stock/thunderbird.py)
+
+/// A real Thunderbird: syncs INBOX, discovers folders, marks read and flagged, moves to
+/// Archive, deletes to Trash, creates and renames a folder, sends over SMTP with a copy to
+/// Sent, saves a draft, sees new mail through IDLE and empties Trash; the script then checks
+/// the server's state and that Thunderbird never got NO or BAD.
+fn thunderbird(mode: &str) {
+    let s = Server::new().start();
+    let c = Clients::new(&s);
+    for i in 1..=3 {
+        deliver(
+            &s,
+            "alice@example.org",
+            &format!("tb-{i}"),
+            &format!("thunderbird {i}"),
+        );
+    }
+    let out = s.python("stock/thunderbird.py", &[mode, c.dir.to_str().unwrap()]);
+    assert!(out.contains(&format!("thunderbird {mode} ok")), "{out}");
+}
+
+#[test]
+fn thunderbird_over_imaps_and_smtps() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("tls");
+}
+
+#[test]
+fn thunderbird_over_imap_and_submission_starttls() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("starttls");
+}
+
+/// Thunderbird as a POP3 client: leave on server with UIDL tracking across checks, then a
+/// message deleted in Thunderbird is deleted on the server at the next check; sends over SMTP.
+#[test]
+fn thunderbird_pop3s_leave_on_server() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("pop3s");
+}
+
+#[test]
+fn thunderbird_pop3_stls_leave_on_server() {
+    require!("thunderbird" => "thunderbird", "certutil" => "libnss3-tools", "python3" => "python3");
+    thunderbird("pop3");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server bugs found while driving the clients (ignored until fixed; run with --ignored)
+
+/// An account added with `ringpost user add` exists for the running server once the command
+/// has returned: a provisioning script that adds a user and sends a welcome mail right away
+/// must not get a permanent 550 (INTERFACE.md: "take effect without a restart").
+#[test]
+fn user_add_is_live_when_the_command_returns() {
+    require!("swaks" => "swaks");
+    let s = Server::new().start();
+    for i in 0..5 {
+        let user = format!("new{i}@example.org");
+        let out = s.cli_stdin(&["user", "add", &user, "--password-stdin"], "pw\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp)])
+            .args([
+                "--to",
+                &user,
+                "--from",
+                "x@remote.example",
+                "--quit-after",
+                "RCPT",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            r.status.success() && text.contains("250 2.1.5"),
+            "RCPT for {user} right after `user add` returned:\n{text}"
+        );
+    }
+}
+
+/// A logged-in POP3 session ends after `idle_timeout_secs` of silence whichever executor
+/// serves it. A session handed off to the executor owning the account has no timeout at all
+/// and keeps the maildrop locked ("-ERR [IN-USE]") for as long as the peer stays silent.
+#[test]
+fn pop3_idle_timeout_after_handoff() {
+    require!("python3" => "python3");
+    let s = Server::with_extra_config("idle_timeout_secs = 2").start();
+    s.python("stock/pop3_idle.py", &["8"]);
+}
+
+/// UID FETCH of a UID that another session has just expunged ends in OK (RFC 3501 6.4.8: a
+/// non-existent UID is ignored without an error). Thunderbird, when its preview fetch races
+/// another client's expunge and gets NO [EXPUNGEISSUED], keeps listing the deleted message.
+#[test]
+fn uid_fetch_of_a_uid_expunged_elsewhere_is_ok() {
+    require!("python3" => "python3", "swaks" => "swaks");
+    let s = Server::new().start();
+    deliver(&s, "bob@example.org", "expunged elsewhere", "gone soon");
+    s.python("stock/uid_fetch_expunged.py", &[]);
+}
+
+/// SIGTERM says goodbye to idle sessions before closing them: "* BYE" to an IMAP client in
+/// IDLE (every Thunderbird, mutt or K-9 session idles), "421" to an SMTP client between
+/// commands. Today both are cut silently once the 10 s grace period runs out.
+#[test]
+#[ignore = "server bug: on SIGTERM idle IMAP/SMTP sessions are closed after 10 s with no * BYE / 421"]
+fn graceful_stop_says_goodbye_to_idle_sessions() {
+    require!("python3" => "python3");
+    let mut s = Server::new().start();
+    let pid = s.child.as_ref().map(|c| c.id()).unwrap().to_string();
+    let out = s.python_output("stock/goodbye.py", &[&pid]);
+    let status = s.stop();
+    assert!(
+        out.status.success(),
+        "{}{}\nserver exit: {status:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

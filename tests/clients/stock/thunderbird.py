@@ -1,7 +1,8 @@
 """Drives a real, headless Thunderbird against ringpost (tests/stock_clients.rs).
 
-    thunderbird.py MODE WORKDIR        MODE: tls (IMAPS 993 + SMTPS 465)
-                                             starttls (IMAP 143 + submission 587, STARTTLS)
+    thunderbird.py MODE WORKDIR
+        MODE: tls (IMAPS 993 + SMTPS 465), starttls (IMAP 143 + submission 587, STARTTLS),
+              pop3s (POP3S 995 + SMTPS 465), pop3 (POP3 110 with STLS + submission 587)
 
 Ports and the data directory come from RP_* (see tests/common/mod.rs). The profile is made
 from scratch: an account for alice@example.org, her password in Thunderbird's own password
@@ -40,6 +41,7 @@ CERT = os.path.join(os.environ["RP_DATA"], "tls", "cert.pem")
 PROFILE = os.path.join(WORK, "tb-profile-" + MODE)
 LOG = os.path.join(WORK, "tb-" + MODE + ".moz")
 STEP_TIMEOUT = 60
+TOTAL_TIMEOUT = 300
 
 
 def say(*a):
@@ -353,6 +355,38 @@ def store_elsewhere(mailbox, subject, op, flags):
     c.logout()
 
 
+def wait_for_preview(uid):
+    """Until Thunderbird has fetched the preview of message `uid` and gone back to IDLE on
+    that connection (it fetches one right after the headers of new mail)."""
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        conn = tag = None
+        done = False
+        for line in protocol_log():
+            mm = re.search(r"I/IMAP ([0-9a-f]+):[^:]*:[^:]*:(SendData|CreateNewLineFromSocket): (.*)",
+                           line)
+            if not mm:
+                continue
+            c, kind, text = mm.groups()
+            if kind == "SendData" and re.match(rf"\d+ UID fetch {uid} \(UID BODY\.PEEK\[HEADER", text):
+                conn, tag, done = c, text.split()[0], False
+            elif c == conn and kind == "CreateNewLineFromSocket" and text.startswith(f"{tag} "):
+                done = True
+            elif c == conn and done and kind == "SendData" and text.split()[1:2] == ["IDLE"]:
+                return
+        time.sleep(0.2)
+    # No preview fetch seen: then there is nothing for the expunge to race with.
+
+
+def expunge_elsewhere(mailbox, subject):
+    store_elsewhere(mailbox, subject, "+FLAGS", "(\\Deleted)")
+    c = server()
+    c.login(USER, PASSWORD)
+    c.select('"%s"' % mailbox)
+    c.expunge()
+    c.logout()
+
+
 BIG_BLOB = bytes(range(256)) * 470  # 120,320 bytes: well past parts-on-demand's threshold
 
 
@@ -465,6 +499,9 @@ def step(name, fn):
 
 def main():
     global PROC
+    # The whole run is bounded: past it, Thunderbird is stopped and the run fails.
+    signal.signal(signal.SIGALRM, lambda *_: fail(f"no result within {TOTAL_TIMEOUT} s"))
+    signal.alarm(TOTAL_TIMEOUT)
     mport = free_port()
     make_profile(mport)
     env = dict(os.environ, MOZ_LOG="IMAP:5,POP3:5,SMTP:5,timestamp", MOZ_LOG_FILE=LOG,
@@ -540,6 +577,34 @@ def run_pop3(m):
 
 def send(m, mode_name, subject):
     return m.js(SEND, mode_name, subject)
+
+
+def expunge_step(m):
+    # The expunge waits until Thunderbird is back in IDLE: had it landed between Thunderbird's
+    # header and preview fetches, the server would answer the preview's UID FETCH with
+    # NO [EXPUNGEISSUED] and Thunderbird would keep listing the message (the server bug that
+    # tests/stock_clients.rs uid_fetch_of_a_uid_expunged_elsewhere_is_ok reproduces).
+    def run_step():
+        deliver(USER, "tb-gone", "to be expunged elsewhere")
+        uid = m.js("""
+            const inbox = byFlag(F.Inbox);
+            for (let i = 0; i < 300 && !bySubject(inbox, "tb-gone"); i++)
+              await new Promise(r => setTimeout(r, 100));
+            if (!bySubject(inbox, "tb-gone")) throw new Error("tb-gone never arrived");
+            return bySubject(inbox, "tb-gone").messageKey;
+        """)
+        wait_for_preview(uid)
+        expunge_elsewhere("INBOX", "tb-gone")
+        m.js("""
+            const inbox = byFlag(F.Inbox);
+            for (let i = 0; i < 300; i++) {
+              if (!bySubject(inbox, "tb-gone")) return;
+              await new Promise(r => setTimeout(r, 100));
+            }
+            throw new Error("a message expunged elsewhere is still listed without a check");
+        """)
+
+    step("IDLE: an expunge elsewhere shows up by itself", run_step)
 
 
 def run(m):
@@ -628,6 +693,19 @@ def run(m):
             }
             throw new Error("new mail never appeared without a manual check (IDLE)");
         """)))
+
+    step("IDLE: a flag set elsewhere shows up by itself", lambda: (
+        store_elsewhere("INBOX", "tb-idle", "+FLAGS", "(\\Flagged)"),
+        m.js("""
+            const inbox = byFlag(F.Inbox);
+            for (let i = 0; i < 300; i++) {
+              if (bySubject(inbox, "tb-idle").flags & Ci.nsMsgMessageFlags.Marked) return;
+              await new Promise(r => setTimeout(r, 100));
+            }
+            throw new Error("\\Flagged set elsewhere never reached Thunderbird without a check");
+        """)))
+
+    expunge_step(m)
 
     step("tag tb-1 (keywords $label1 and $Junk)", lambda: m.js("""
         const inbox = byFlag(F.Inbox);
