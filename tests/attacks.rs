@@ -9,9 +9,9 @@ mod common;
 use common::{Raw, Server};
 use std::time::Duration;
 
-/// A server whose TLS handshakes must finish within 2 s, plus the given `[limits]` keys.
+/// A server whose TLS handshakes must finish within 5 s, plus the given `[limits]` keys.
 fn attack_server(limits: &str) -> Server {
-    Server::with_extra_config(&format!("tls_handshake_timeout_secs = 2\n{limits}")).start()
+    Server::with_extra_config(&format!("tls_handshake_timeout_secs = 5\n{limits}")).start()
 }
 
 fn pid(s: &Server) -> String {
@@ -61,6 +61,22 @@ fn imap_attacks() {
     let mut s = attack_server("");
     s.swaks_deliver("alice@example.org", "a message to attack");
     s.python("attack_imap.py", &[]);
+    assert_survived(&mut s);
+}
+
+/// Mutated protocol commands on every listener for 15 s (fixed seed).
+#[test]
+fn wire_fuzzing() {
+    let mut s = attack_server("");
+    s.swaks_deliver("alice@example.org", "a message to fuzz with");
+    s.python("attack_fuzz.py", &["15", "7"]);
+    assert_survived(&mut s);
+}
+
+#[test]
+fn password_guessing_floods() {
+    let mut s = attack_server("");
+    s.python("attack_auth.py", &["10"]);
     assert_survived(&mut s);
 }
 

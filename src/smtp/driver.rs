@@ -129,6 +129,10 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                     break;
                 }
                 match conn.read(&mut chunk).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        session.timed_out();
+                        break;
+                    }
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         metrics::incr(Counter::BytesIn, n as u64);

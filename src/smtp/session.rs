@@ -385,6 +385,16 @@ impl Session {
             .map_or(0, DataReader::buffered)
     }
 
+    /// The client sent nothing for the idle timeout: queues `421 4.4.2` (RFC 5321 §4.5.3.2
+    /// lets the server close; saying why helps the client's logs) and ends the session.
+    pub fn timed_out(&mut self) {
+        if !self.closing {
+            let text = format!("{} Error: timeout exceeded", self.cfg.hostname);
+            write_reply(&mut self.out, 421, Some(st(4, 4, 2)), &text);
+            self.closing = true;
+        }
+    }
+
     /// Tells the session whether the server is short of memory for message data; while it is,
     /// DATA and the first BDAT of a message get `452 4.3.1` (RFC 5321 §4.2.5) instead of
     /// starting a message. The driver sets it before each [`Session::feed`].

@@ -910,6 +910,16 @@ fn bdat_size_limit_fails_transaction_and_following_chunks() {
 }
 
 #[test]
+fn idle_timeout_says_421_once_and_closes() {
+    let mut s = session(ListenerKind::Mx, false);
+    s.timed_out();
+    s.timed_out();
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert_eq!(codes(&out), ["421 4.4.2"]);
+    assert!(s.wants_close());
+}
+
+#[test]
 fn memory_pressure_refuses_new_messages_with_452() {
     let mut s = session(ListenerKind::Mx, false);
     s.set_memory_pressure(true);
