@@ -182,3 +182,26 @@ fn users_and_aliases_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn account_changes_reach_a_running_server() {
+    let s = Server::new().start();
+    s.python("login_check.py", &["dave@example.org", "dave-pw", "fail"]);
+    let out = s.cli_stdin(
+        &["user", "add", "dave@example.org", "--password-stdin"],
+        "dave-pw\n",
+    );
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.python("login_check.py", &["dave@example.org", "dave-pw", "ok"]);
+    let out = s.cli_stdin(
+        &["user", "passwd", "dave@example.org", "--password-stdin"],
+        "new-pw\n",
+    );
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.python("login_check.py", &["dave@example.org", "new-pw", "ok"]);
+    assert!(s.cli(&["user", "del", "dave@example.org"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.python("login_check.py", &["dave@example.org", "new-pw", "fail"]);
+}

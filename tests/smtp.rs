@@ -301,3 +301,37 @@ fn submission_relays_outbound_and_bounces_refusals() {
     let s = Server::with_config("", &format!("[relay]\nhost = \"127.0.0.1:{sink}\"\n")).start();
     s.python("relay_sink.py", &[&sink.to_string()]);
 }
+
+#[test]
+fn one_message_fans_out_to_every_shard_exactly_once() {
+    let s = Server::new();
+    let n = 24;
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let out = s.cli_stdin(
+            &[
+                "user",
+                "add",
+                &format!("u{i}@example.org"),
+                "--password-stdin",
+            ],
+            "pw\n",
+        );
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        shards.insert(
+            text.split("shard ")
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches([')', '\n'])
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        shards.len(),
+        8,
+        "the accounts cover every shard: {shards:?}"
+    );
+    let s = s.start();
+    s.python("fanout.py", &[&n.to_string()]);
+}

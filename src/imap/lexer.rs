@@ -84,6 +84,16 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The read position.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes from position `from` up to the read position.
+    pub(crate) fn since(&self, from: usize) -> &'a [u8] {
+        self.buf.get(from..self.pos).unwrap_or_default()
+    }
+
     /// Bytes satisfying `f`, possibly none.
     pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
         let start = self.pos;

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use base64::Engine;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{DateTime, HeaderValue, Message, MessageParser, PartType};
 use memchr::memchr;
@@ -80,7 +81,15 @@ pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
         None => Some(node.body().to_vec()),
         Some(SectionText::Mime) => Some(node.header().to_vec()),
         Some(text) => match &node.kind {
-            Kind::Message(inner) => message_section(inner.header(), inner.body(), text),
+            // The encapsulated message is the part's whole (decoded) body: its TEXT runs to
+            // the end of the part, epilogue of an inner multipart included.
+            Kind::Message(inner) => match decode_transfer(node) {
+                Ok(content) => {
+                    let hlen = header_len(&content);
+                    message_section(&content[..hlen], &content[hlen..], text)
+                }
+                Err(_) => message_section(inner.header(), inner.body(), text),
+            },
             _ => None,
         },
     }
@@ -95,6 +104,115 @@ pub fn binary_section(msg: &[u8], part: &[u32]) -> Result<Vec<u8>, BinaryError> 
     let root = tree(&parsed, msg);
     let node = resolve(&root, part).ok_or(BinaryError::NoSuchPart)?;
     decode_transfer(node).map(Cow::into_owned)
+}
+
+/// A message APPENDed as a literal8 (RFC 3516) made storable as IMAP sends it: every leaf part
+/// whose Content-Transfer-Encoding is `binary`, or that holds a NUL, is re-encoded as base64
+/// (76-column lines) and its header says so — what Dovecot stores, so BODY[] never carries a
+/// NUL while BINARY[] still gives the original octets. `None` if nothing needed it.
+pub fn binary_to_base64(msg: &[u8]) -> Option<Vec<u8>> {
+    if !has_binary_part(msg) {
+        return None;
+    }
+    let parsed = parse(msg);
+    let root = tree(&parsed, msg);
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    collect_binary_edits(&root, msg, &mut edits, 0);
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = Vec::with_capacity(msg.len() * 4 / 3 + 64);
+    let mut pos = 0;
+    for (range, with) in edits {
+        if range.start < pos || range.end > msg.len() {
+            // Overlapping edits cannot come from one tree; keep the message as it was.
+            return None;
+        }
+        out.extend_from_slice(&msg[pos..range.start]);
+        out.extend_from_slice(&with);
+        pos = range.end;
+    }
+    out.extend_from_slice(&msg[pos..]);
+    Some(out)
+}
+
+/// Cheap pre-check: a NUL, or a `binary` transfer encoding named anywhere.
+fn has_binary_part(msg: &[u8]) -> bool {
+    memchr::memchr(0, msg).is_some() || msg.windows(6).any(|w| w.eq_ignore_ascii_case(b"binary"))
+}
+
+fn collect_binary_edits(
+    node: &Node<'_>,
+    msg: &[u8],
+    edits: &mut Vec<(Range<usize>, Vec<u8>)>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH || !std::ptr::eq(node.raw, msg) {
+        // Parts inside an encoded message/rfc822 live in decoded bytes: not ours to edit.
+        return;
+    }
+    match &node.kind {
+        Kind::Multipart(children) => {
+            for c in children {
+                collect_binary_edits(c, msg, edits, depth + 1);
+            }
+        }
+        Kind::Message(inner) => collect_binary_edits(inner, msg, edits, depth + 1),
+        Kind::Leaf => {
+            let body = node.body();
+            let named_binary = node
+                .info
+                .encoding
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(b"binary"));
+            if !named_binary && memchr::memchr(0, body).is_none() {
+                return;
+            }
+            if node.info.encoding.as_deref().is_some_and(|e| {
+                e.eq_ignore_ascii_case(b"base64") || e.eq_ignore_ascii_case(b"quoted-printable")
+            }) {
+                // Already encoded (a NUL there is garbage, not content).
+                return;
+            }
+            let header = node.header();
+            let hstart = node.header.start;
+            let field = fields(header)
+                .into_iter()
+                .find(|f| f.name.eq_ignore_ascii_case(b"Content-Transfer-Encoding"));
+            let cte_line = b"Content-Transfer-Encoding: base64\r\n".to_vec();
+            match field {
+                Some(f) => {
+                    let start = hstart + (f.raw.as_ptr() as usize - header.as_ptr() as usize);
+                    edits.push((start..start + f.raw.len(), cte_line));
+                }
+                None => {
+                    // Before the blank line that ends the header.
+                    let blank = if header.ends_with(b"\r\n") {
+                        2
+                    } else {
+                        usize::from(header.ends_with(b"\n"))
+                    };
+                    let at = node.header.end.saturating_sub(blank).max(hstart);
+                    edits.push((at..at, cte_line));
+                }
+            }
+            edits.push((node.body.clone(), encode_base64_lines(body)));
+        }
+    }
+}
+
+/// Base64 in 76-column lines joined by CRLF (RFC 2045 §6.8), no line break at the end.
+fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
+    let flat = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(flat.len() + flat.len() / 76 * 2);
+    for (i, chunk) in flat.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 /// The size of `BINARY[part]` in octets (`BINARY.SIZE`, RFC 3516).
@@ -118,6 +236,69 @@ pub fn header_value_contains(msg: &[u8], field: &str, needle: &str) -> bool {
         .any(|f| needle.is_empty() || fold(&decode_header_value(f.value)).contains(&needle))
 }
 
+/// SEARCH FROM / TO / CC / BCC: does an address field, parsed and written back in normal form
+/// (`Name <local@domain>`, groups as `group: ...;`, comments and routes dropped), contain
+/// `needle` case-insensitively? So `<user (c)@ (c) domain.org>` is found as
+/// `user@domain.org`, as Dovecot does. An empty needle matches if the field exists.
+pub fn address_value_contains(msg: &[u8], field: &str, needle: &str) -> bool {
+    let needle = fold(needle);
+    fields(&msg[..header_len(msg)])
+        .into_iter()
+        .filter(|f| f.name.eq_ignore_ascii_case(field.as_bytes()))
+        .any(|f| {
+            needle.is_empty() || fold(&normalized_addresses(&unfold(f.value))).contains(&needle)
+        })
+}
+
+/// An address list written back as text: `Name <local@domain>, local@domain, group: a@b;`.
+fn normalized_addresses(value: &[u8]) -> String {
+    let mut out = String::new();
+    let mut in_group = false;
+    let mut first_in_group = false;
+    for a in parse_addresses(value) {
+        match (&a.name, &a.mailbox, &a.host) {
+            // Group end.
+            (None, None, None) => {
+                out.push(';');
+                in_group = false;
+            }
+            // Group start: (NIL NIL name NIL).
+            (None, Some(group), None) => {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                out.push_str(&decode_header_value(group));
+                out.push(':');
+                in_group = true;
+                first_in_group = true;
+            }
+            (name, mailbox, host) => {
+                if in_group && first_in_group {
+                    out.push(' ');
+                    first_in_group = false;
+                } else if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                let spec = format!(
+                    "{}@{}",
+                    String::from_utf8_lossy(mailbox.as_deref().unwrap_or_default()),
+                    String::from_utf8_lossy(host.as_deref().unwrap_or_default())
+                );
+                match name {
+                    Some(n) => {
+                        out.push_str(&decode_header_value(n));
+                        out.push_str(" <");
+                        out.push_str(&spec);
+                        out.push('>');
+                    }
+                    None => out.push_str(&spec),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// SEARCH BODY: does the decoded text of the body (text parts after transfer and charset
 /// decoding, plus the headers of attached messages) contain `needle`, case-insensitively?
 pub fn body_contains(msg: &[u8], needle: &str) -> bool {
@@ -136,7 +317,27 @@ pub fn text_contains(msg: &[u8], needle: &str) -> bool {
     if folded.is_empty() {
         return true;
     }
-    header_block_contains(&msg[..header_len(msg)], &folded) || body_contains(msg, needle)
+    if header_block_contains(&msg[..header_len(msg)], &folded) || body_contains(msg, needle) {
+        return true;
+    }
+    // TEXT also sees the MIME headers of the parts (Content-Type names and all), as Dovecot.
+    let parsed = parse(msg);
+    let root = tree(&parsed, msg);
+    part_headers_contain(&root, &folded, 0)
+}
+
+fn part_headers_contain(node: &Node<'_>, folded_needle: &str, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match &node.kind {
+        Kind::Leaf => false,
+        Kind::Multipart(children) => children.iter().any(|c| {
+            header_block_contains(c.header(), folded_needle)
+                || part_headers_contain(c, folded_needle, depth + 1)
+        }),
+        Kind::Message(inner) => part_headers_contain(inner, folded_needle, depth + 1),
+    }
 }
 
 /// The Date: header as seconds since the epoch *of its own wall-clock time* (the zone offset is
@@ -254,6 +455,20 @@ fn build<'a>(msg: &'a Message<'_>, idx: usize, depth: usize) -> Option<Node<'a>>
         }
         _ => Kind::Leaf,
     };
+    // A multipart without a boundary (or without any part) still has one part: an empty
+    // text/plain, as Dovecot describes it.
+    let kind = if deeper && matches!(kind, Kind::Leaf) && info.type_is("multipart") {
+        Kind::Multipart(vec![Node {
+            raw,
+            header: body_end..body_end,
+            body: body_end..body_end,
+            info: PartInfo::parse(b""),
+            kind: Kind::Leaf,
+            text: Some(Cow::Borrowed("")),
+        }])
+    } else {
+        kind
+    };
     let text = match &part.body {
         PartType::Text(t) | PartType::Html(t) => Some(Cow::Borrowed(t.as_ref())),
         _ => None,
@@ -290,7 +505,15 @@ fn top_part<'n, 'a>(root: &'n Node<'a>, index: usize) -> Option<&'n Node<'a>> {
 fn resolve<'n, 'a>(root: &'n Node<'a>, path: &[u32]) -> Option<&'n Node<'a>> {
     let (&first, rest) = path.split_first()?;
     let mut node = top_part(root, usize::try_from(first).ok()?.checked_sub(1)?)?;
+    // A leaf that is the whole body of a message has only part 1, itself; a leaf inside a
+    // multipart also answers to "1" below it (as Dovecot does).
+    let mut whole_body = !matches!(root.kind, Kind::Multipart(_));
     for &n in rest {
+        whole_body = match &node.kind {
+            Kind::Leaf if whole_body => return None,
+            Kind::Message(inner) => !matches!(inner.kind, Kind::Multipart(_)),
+            _ => false,
+        };
         node = child(node, n)?;
     }
     Some(node)
@@ -2007,11 +2230,17 @@ mod tests {
             &body_structure(m, false),
             "((\"message\" \"global\" NIL NIL NIL \"7bit\" 15) \"mixed\")",
         );
-        // A multipart without its boundary is plain text to us (as to mail-parser).
+        // A multipart whose boundary never comes has one empty text/plain part (Dovecot).
         let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\nno parts\r\n";
         check(
             &body_structure(m, false),
-            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1)",
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")",
+        );
+        assert_eq!(section(m, &sec(&[1], None)), Some(Vec::new()));
+        let m = b"Content-Type: multipart/mixed\r\n\r\nno boundary\r\n";
+        check(
+            &body_structure(m, false),
+            "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")",
         );
     }
 
@@ -2126,6 +2355,67 @@ mod tests {
     }
 
     #[test]
+    fn literal8_binary_parts_become_base64() {
+        let m = b"Subject: bin\r\nContent-Type: application/octet-stream\r\n\
+            Content-Transfer-Encoding: binary\r\n\r\nab\0cd\r\n";
+        let out = binary_to_base64(m).unwrap();
+        // As Dovecot stores it.
+        assert_eq!(
+            out,
+            b"Subject: bin\r\nContent-Type: application/octet-stream\r\n\
+              Content-Transfer-Encoding: base64\r\n\r\nYWIAY2QNCg=="
+        );
+        assert_eq!(binary_section(&out, &[1]).unwrap(), b"ab\0cd\r\n");
+        // A part without the header gains it; other parts stay as they were.
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: x/y\r\n\r\n\
+            a\0b\r\n--b--\r\n";
+        let out = binary_to_base64(m).unwrap();
+        assert!(out.windows(8).all(|w| !w.contains(&0)));
+        assert_eq!(binary_section(&out, &[1]).unwrap(), b"plain");
+        assert_eq!(binary_section(&out, &[2]).unwrap(), b"a\0b");
+        assert!(String::from_utf8_lossy(&out).contains(
+            "Content-Type: x/y\r\nContent-Transfer-Encoding: base64\r\n\r\nYQBi\r\n--b--"
+        ));
+        // Nothing binary: nothing to do.
+        assert_eq!(
+            binary_to_base64(b"Subject: x\r\n\r\n8bit \xc3\xa9\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn part_one_below_a_leaf() {
+        // A single-part message has part 1 only; a leaf inside a multipart is its own "1".
+        let single = b"Subject: s\r\n\r\nhello\r\n";
+        assert_eq!(
+            section(single, &sec(&[1], None)),
+            Some(b"hello\r\n".to_vec())
+        );
+        assert_eq!(section(single, &sec(&[1, 1], None)), None);
+        let multi = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b--\r\n";
+        assert_eq!(section(multi, &sec(&[1, 1], None)), Some(b"one".to_vec()));
+    }
+
+    #[test]
+    fn search_addresses_match_the_normalised_form() {
+        let m = b"From: <user-from (comment)@ (comment) domain.org>\r\n\
+            To: user-to@domain.org (RealTo)\r\n\
+            Cc: groupname: g1@d.org, g2@d.org;, other@d.org\r\n\r\nbody";
+        assert!(address_value_contains(m, "From", "user-from@domain.org"));
+        assert!(!address_value_contains(m, "From", "comment"));
+        assert!(address_value_contains(m, "To", "realto <user-to@"));
+        assert!(address_value_contains(m, "Cc", "groupname"));
+        assert!(address_value_contains(m, "Cc", "g2@d.org"));
+        assert!(address_value_contains(m, "Cc", ""));
+        assert!(!address_value_contains(m, "Bcc", ""));
+        assert_eq!(
+            normalized_addresses(b"groupname: g1@d.org, g2@d.org;, other@d.org"),
+            "groupname: g1@d.org, g2@d.org;, other@d.org"
+        );
+    }
+
+    #[test]
     fn search_body_and_text() {
         assert!(body_contains(MIXED, "VOILÀ"));
         assert!(!body_contains(MIXED, "Résumé"));
@@ -2137,6 +2427,9 @@ mod tests {
         // Attachments that are not text are not searched; an empty needle always matches.
         assert!(!body_contains(MIXED, "JVBERi0"));
         assert!(body_contains(MIXED, ""));
+        // TEXT (not BODY) also sees the parts' MIME headers (Dovecot).
+        assert!(text_contains(MIXED, "cv.pdf"));
+        assert!(!body_contains(MIXED, "cv.pdf"));
         // Text of an attached message, and its header, count as body.
         let m = kitchen_sink();
         assert!(body_contains(&m, "HI AGAIN"));
@@ -2232,9 +2525,8 @@ mod tests {
                     let bs = body_structure(m, true);
                     let depth = bs.iter().take_while(|&&c| c == b'(').count();
                     assert!(depth <= MAX_DEPTH + 2, "depth {depth}");
-                    // Below the cap a part is an opaque leaf, whose "1" is itself.
+                    // Below the cap a part is an opaque leaf: deeper paths all answer alike.
                     let capped = section(m, &sec(&[1; 70], None));
-                    assert!(capped.is_some());
                     assert_eq!(section(m, &sec(&[1; 500], None)), capped);
                     assert!(section(m, &sec(&[1; 10], None)).is_some());
                     assert!(body_contains(m, "") && !body_contains(m, "nowhere"));

@@ -12,6 +12,7 @@
 
 pub mod driver;
 mod lexer;
+pub mod localtime;
 pub mod mailbox_name;
 pub mod mime;
 pub mod mutf7;

@@ -216,6 +216,12 @@ pub enum SearchReturn {
     All,
     /// `COUNT`.
     Count,
+    /// `SAVE` (RFC 5182): keep the result for `$`.
+    Save,
+    /// `UPDATE` (RFC 5267): keep the client told of changes to the result.
+    Update,
+    /// `PARTIAL low:high` (RFC 5267): the results at these 1-based positions, `low <= high`.
+    Partial(u32, u32),
 }
 
 /// One message of an APPEND (several with MULTIAPPEND).
@@ -227,6 +233,8 @@ pub struct AppendMessage<'a> {
     pub date: Option<i64>,
     /// The message bytes.
     pub data: &'a [u8],
+    /// Sent as a literal8 (`~{n}`, RFC 3516): its binary parts need a transfer encoding.
+    pub binary: bool,
 }
 
 /// LIST arguments, including LIST-EXTENDED (RFC 5258) options.
@@ -373,6 +381,13 @@ pub enum CommandBody<'a> {
         charset: Option<Str<'a>>,
         /// The criteria (an implicit AND).
         criteria: SearchKey<'a>,
+        /// The criteria as sent (kept by `RETURN (UPDATE)` to evaluate them again).
+        criteria_raw: &'a [u8],
+    },
+    /// `CANCELUPDATE tag...` (RFC 5267).
+    CancelUpdate {
+        /// Tags of the SEARCH RETURN (UPDATE) commands to stop.
+        tags: Vec<Str<'a>>,
     },
     /// `[UID] FETCH set items [(CHANGEDSINCE n)]`.
     Fetch {
@@ -480,6 +495,7 @@ impl CommandBody<'_> {
             CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
             CommandBody::SetQuota => "SETQUOTA",
             CommandBody::Id { .. } => "ID",
+            CommandBody::CancelUpdate { .. } => "CANCELUPDATE",
         }
     }
 }
@@ -564,7 +580,9 @@ fn command_extent<'a>(input: &'a [u8], limits: &Limits) -> Result<usize, ParseEr
         }
         // Fits in usize: bounded by max_command above (callers keep limits sane).
         let size_us = usize::try_from(size).unwrap_or(usize::MAX);
-        if input.len() - line_end < size_us {
+        // A synchronising `{0}` needs its "+" too: the client waits for it before going on.
+        let awaiting_empty = size_us == 0 && !non_sync && input.len() == line_end;
+        if input.len() - line_end < size_us || awaiting_empty {
             return Err(ParseError::NeedLiteral {
                 size,
                 non_sync,
@@ -664,6 +682,7 @@ fn parse_body<'a>(
         b"COPY" => (Some("COPY"), copy_move(c, false, false)),
         b"MOVE" => (Some("MOVE"), copy_move(c, false, true)),
         b"ID" => (Some("ID"), id(c)),
+        b"CANCELUPDATE" => (Some("CANCELUPDATE"), cancel_update(c)),
         b"UID" => uid_command(c),
         _ => (None, Err("Unknown command")),
     }
@@ -986,8 +1005,14 @@ fn append<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
             date = Some(c.date_time()?);
             c.sp()?;
         }
+        let binary = c.peek() == Some(b'~');
         let data = c.literal(true)?;
-        messages.push(AppendMessage { flags, date, data });
+        messages.push(AppendMessage {
+            flags,
+            date,
+            data,
+            binary,
+        });
     }
     if messages.is_empty() {
         return Err("Missing message literal");
@@ -996,7 +1021,12 @@ fn append<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
     Ok(CommandBody::Append { mailbox, messages })
 }
 
+/// `sequence-set`, or `$` (the saved search result, RFC 5182).
 fn sequence_set<'a>(c: &mut Cursor<'a>) -> LexResult<SequenceSet<'a>> {
+    let start = c.pos();
+    if c.eat(b'$') {
+        return SequenceSet::parse(c.since(start)).ok_or("Invalid message set");
+    }
     let raw = c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
     SequenceSet::parse(raw).ok_or("Invalid message set")
 }
@@ -1031,13 +1061,26 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
         if !c.eat(b')') {
             loop {
                 let o = c.atom()?.to_ascii_uppercase();
-                opts.push(match o.as_slice() {
+                let opt = match o.as_slice() {
                     b"MIN" => SearchReturn::Min,
                     b"MAX" => SearchReturn::Max,
                     b"ALL" => SearchReturn::All,
                     b"COUNT" => SearchReturn::Count,
+                    b"SAVE" => SearchReturn::Save,
+                    b"UPDATE" => SearchReturn::Update,
+                    b"PARTIAL" => {
+                        c.sp()?;
+                        let lo = c.nz_number()?;
+                        c.expect(b':', "Invalid partial range")?;
+                        let hi = c.nz_number()?;
+                        SearchReturn::Partial(lo.min(hi), lo.max(hi))
+                    }
                     _ => return Err("Unknown search return option"),
-                });
+                };
+                // A repeated option counts once (Dovecot accepts it too).
+                if !opts.contains(&opt) {
+                    opts.push(opt);
+                }
                 if !c.eat(b' ') {
                     break;
                 }
@@ -1053,22 +1096,42 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
         charset = Some(c.astring()?);
         c.sp()?;
     }
-    let mut keys = vec![parse_key(c, 0)?];
-    while c.eat(b' ') {
-        keys.push(parse_key(c, 0)?);
-    }
+    let start = c.pos();
+    let criteria = search_criteria(c)?;
+    let criteria_raw = c.since(start);
     c.end()?;
-    let criteria = if keys.len() == 1 {
-        keys.pop().unwrap_or(SearchKey::All)
-    } else {
-        SearchKey::And(keys)
-    };
     Ok(CommandBody::Search {
         uid,
         ret,
         charset,
         criteria,
+        criteria_raw,
     })
+}
+
+/// `search-key *(SP search-key)` up to the end of the line, as one key.
+pub(crate) fn search_criteria<'a>(c: &mut Cursor<'a>) -> LexResult<SearchKey<'a>> {
+    let mut keys = vec![parse_key(c, 0)?];
+    while c.eat(b' ') {
+        keys.push(parse_key(c, 0)?);
+    }
+    Ok(if keys.len() == 1 {
+        keys.pop().unwrap_or(SearchKey::All)
+    } else {
+        SearchKey::And(keys)
+    })
+}
+
+fn cancel_update<'a>(c: &mut Cursor<'a>) -> LexResult<CommandBody<'a>> {
+    let mut tags = Vec::new();
+    while c.eat(b' ') {
+        tags.push(c.string()?);
+    }
+    if tags.is_empty() {
+        return Err("Missing search tag");
+    }
+    c.end()?;
+    Ok(CommandBody::CancelUpdate { tags })
 }
 
 fn fetch<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
@@ -1241,8 +1304,9 @@ fn partial(c: &mut Cursor<'_>) -> LexResult<Option<Partial>> {
         return Ok(None);
     }
     let origin = c.number()?;
-    c.expect(b'.', "Invalid partial")?;
-    let length = c.nz_number()?;
+    // `<origin>` alone (to the end) and a zero length are Dovecot's extensions of RFC 3501's
+    // `<origin.nz-length>`; imaptest's scripts use the former.
+    let length = if c.eat(b'.') { c.number()? } else { u32::MAX };
     c.expect(b'>', "Invalid partial")?;
     Ok(Some(Partial { origin, length }))
 }
@@ -1563,6 +1627,21 @@ mod tests {
         assert!(
             matches!(&items[5], FetchItem::BodySection { section, .. } if section.part == [2] && section.text == Some(SectionText::Mime))
         );
+        // `<origin>` alone runs to the end (Dovecot, imaptest).
+        let CommandBody::Fetch { items: to_end, .. } = ok("a FETCH 1 BINARY.PEEK[1]<40>\r\n")
+        else {
+            panic!("not a FETCH")
+        };
+        assert!(matches!(
+            &to_end[0],
+            FetchItem::Binary {
+                partial: Some(Partial {
+                    origin: 40,
+                    length: u32::MAX
+                }),
+                ..
+            }
+        ));
         assert!(
             matches!(&items[6], FetchItem::Binary { peek: true, section, partial: Some(_) } if section.part == [1])
         );
@@ -1589,7 +1668,7 @@ mod tests {
         bad("a FETCH 0 FLAGS\r\n");
         bad("a FETCH 1 BODY[MIME]\r\n");
         bad("a FETCH 1 BODY[1.]\r\n");
-        bad("a FETCH 1 BODY[]<1>\r\n");
+        bad("a FETCH 1 BODY[]<1.>\r\n");
         bad("a FETCH 1 FOO\r\n");
         bad("a FETCH 1 FLAGS \r\n");
     }
@@ -1679,6 +1758,18 @@ mod tests {
                 offset: 24
             })
         );
+        // An empty synchronising literal still waits for its "+" ...
+        assert_eq!(
+            parse(b"a LOGIN {0}\r\n"),
+            Err(ParseError::NeedLiteral {
+                size: 0,
+                non_sync: false,
+                offset: 13
+            })
+        );
+        // ... a non-synchronising one does not, and what follows completes the command.
+        assert_eq!(parse(b"a LOGIN {0+}\r\n"), Err(ParseError::Incomplete));
+        assert!(parse(b"a LOGIN {0}\r\n {0}\r\n\r\n").is_ok());
         // Two pipelined commands: only the first is consumed.
         let (c, n) = parse(b"a NOOP\r\nb NOOP\r\n").unwrap();
         assert_eq!(c.tag, b"a");

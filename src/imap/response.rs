@@ -59,15 +59,28 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'{');
     number(out, s.len());
     out.extend_from_slice(b"}\r\n");
+    let start = out.len();
     out.extend_from_slice(s);
+    // A literal may not carry NUL (RFC 3501 CHAR8): like Dovecot, send 0x80 in its place
+    // (BINARY[] gives the real octets as a literal8).
+    for b in &mut out[start..] {
+        if *b == 0 {
+            *b = 0x80;
+        }
+    }
 }
 
-/// Appends a BINARY value: `~{n}` when the bytes contain NUL (literal8), else a literal.
+/// Appends a BINARY value: `~{n}` with the octets as they are when they contain NUL
+/// (literal8), else a literal.
 pub fn literal8(out: &mut Vec<u8>, s: &[u8]) {
     if s.contains(&0) {
-        out.push(b'~');
+        out.extend_from_slice(b"~{");
+        number(out, s.len());
+        out.extend_from_slice(b"}\r\n");
+        out.extend_from_slice(s);
+    } else {
+        literal(out, s);
     }
-    literal(out, s);
 }
 
 /// Appends a flag list `(\Seen $Label)` from flag bits and the mailbox keyword table.
@@ -111,24 +124,36 @@ pub fn mailbox_flags(out: &mut Vec<u8>, keywords: &[String], with_wildcard: bool
     out.push(b')');
 }
 
-/// Appends a `date-time` (`"17-Jul-1996 09:44:25 +0000"`), in UTC.
+/// Appends a `date-time` (`"07-Jul-1996 09:44:25 +0300"`, day zero-padded) in the server's
+/// local zone, as Dovecot shows INTERNALDATE.
 pub fn date_time(out: &mut Vec<u8>, secs: i64) {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
+    date_time_in(out, secs, super::localtime::utc_offset(secs));
+}
+
+/// Appends a `date-time` for Unix time `secs` shown in the zone `offset` seconds east of UTC.
+pub fn date_time_in(out: &mut Vec<u8>, secs: i64, offset: i32) {
+    let local = secs + i64::from(offset);
+    let days = local.div_euclid(86400);
+    let rem = local.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
     let month = MONTHS
         .get((m as usize).wrapping_sub(1))
         .copied()
         .unwrap_or("Jan");
+    let sign = if offset < 0 { '-' } else { '+' };
+    let zone = offset.unsigned_abs() / 60;
     let _ = write!(
         out,
-        "\"{:>2}-{}-{:04} {:02}:{:02}:{:02} +0000\"",
+        "\"{:02}-{}-{:04} {:02}:{:02}:{:02} {}{:02}{:02}\"",
         d,
         month,
         y,
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        sign,
+        zone / 60,
+        zone % 60
     );
 }
 
@@ -164,14 +189,31 @@ mod tests {
             "(\\Deleted \\Seen \\Recent $Work)"
         );
         assert_eq!(s(|o| flag_list(o, 0, &kw, false)), "()");
+        let mut o = Vec::new();
+        literal(&mut o, b"a\0b");
+        assert_eq!(o, b"{3}\r\na\x80b");
+        let mut o = Vec::new();
+        literal8(&mut o, b"a\0b");
+        assert_eq!(o, b"~{3}\r\na\0b");
         assert_eq!(
             s(|o| mailbox_flags(o, &kw, true)),
             "(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)"
         );
-        assert_eq!(s(|o| date_time(o, 0)), "\" 1-Jan-1970 00:00:00 +0000\"");
         assert_eq!(
-            s(|o| date_time(o, 837_596_665)),
+            s(|o| date_time_in(o, 0, 0)),
+            "\"01-Jan-1970 00:00:00 +0000\""
+        );
+        assert_eq!(
+            s(|o| date_time_in(o, 837_596_665, 0)),
             "\"17-Jul-1996 09:44:25 +0000\""
+        );
+        assert_eq!(
+            s(|o| date_time_in(o, 837_596_665, -7 * 3600)),
+            "\"17-Jul-1996 02:44:25 -0700\""
+        );
+        assert_eq!(
+            s(|o| date_time_in(o, 0, 5 * 3600 + 1800)),
+            "\"01-Jan-1970 05:30:00 +0530\""
         );
     }
 }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::lexer::{Cursor, LexResult};
+use super::localtime::local_day;
 use super::sequence::SequenceSet;
 
 /// Deepest nesting of parentheses / NOT / OR accepted, so a hostile command cannot blow the stack.
@@ -44,8 +45,11 @@ pub enum SearchKey<'a> {
     Keyword(&'a [u8]),
     /// The keyword is not set.
     Unkeyword(&'a [u8]),
-    /// A header field (name, substring) contains the string; `From`, `To` etc. are this too.
+    /// A header field (name, substring) contains the string (`HEADER`, `SUBJECT`).
     Header(Cow<'a, [u8]>, Cow<'a, [u8]>),
+    /// An address field (`From`, `To`, `Cc`, `Bcc`) contains the string in its normalised form
+    /// (`Name <local@domain>, ...`), as Dovecot matches `FROM` / `TO` / `CC` / `BCC`.
+    Address(&'static str, Cow<'a, [u8]>),
     /// Body text contains the string.
     Body(Cow<'a, [u8]>),
     /// Header or body contains the string.
@@ -104,6 +108,8 @@ pub struct MessageContext<'m> {
     pub keywords: &'m [String],
     /// The message bytes, present when [`SearchKey::needs_body`] said so.
     pub body: Option<&'m [u8]>,
+    /// UIDs of the saved search result (`$`, RFC 5182), ascending.
+    pub saved: &'m [u32],
 }
 
 /// Answers the content questions of a search (header/body text, Date: header); the real one
@@ -112,6 +118,11 @@ pub trait ContentMatcher {
     /// Whether header `field` contains `needle` (case-insensitive, decoded); an empty needle
     /// matches any message having the field.
     fn header_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool;
+    /// Whether address field `field`, parsed and written back as `Name <local@domain>, ...`,
+    /// contains `needle`; by default the same as [`ContentMatcher::header_contains`].
+    fn address_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool {
+        self.header_contains(msg, field, needle)
+    }
     /// Whether the decoded body text contains `needle`.
     fn body_contains(&self, msg: &[u8], needle: &str) -> bool;
     /// Whether header or body contains `needle`.
@@ -126,6 +137,9 @@ pub struct MimeMatcher;
 impl ContentMatcher for MimeMatcher {
     fn header_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool {
         super::mime::header_value_contains(msg, field, needle)
+    }
+    fn address_contains(&self, msg: &[u8], field: &str, needle: &str) -> bool {
+        super::mime::address_value_contains(msg, field, needle)
     }
     fn body_contains(&self, msg: &[u8], needle: &str) -> bool {
         super::mime::body_contains(msg, needle)
@@ -145,6 +159,7 @@ impl<'a> SearchKey<'a> {
     pub fn needs_body(&self) -> bool {
         match self {
             SearchKey::Header(..)
+            | SearchKey::Address(..)
             | SearchKey::Body(_)
             | SearchKey::Text(_)
             | SearchKey::SentBefore(_)
@@ -190,9 +205,14 @@ impl<'a> SearchKey<'a> {
             SearchKey::Unkeyword(k) => !keyword_bit(m.keywords, k).is_some_and(has),
             SearchKey::Larger(n) => m.size > *n,
             SearchKey::Smaller(n) => m.size < *n,
-            SearchKey::Before(d) => day_of(m.internal_date) < *d,
-            SearchKey::On(d) => day_of(m.internal_date) == *d,
-            SearchKey::Since(d) => day_of(m.internal_date) >= *d,
+            // The store keeps no zone for internal dates: compare local calendar days, as
+            // Dovecot does (and as FETCH INTERNALDATE shows them).
+            SearchKey::Before(d) => local_day(m.internal_date) < *d,
+            SearchKey::On(d) => local_day(m.internal_date) == *d,
+            SearchKey::Since(d) => local_day(m.internal_date) >= *d,
+            SearchKey::Uid(set) | SearchKey::Seq(set) if set.is_saved() => {
+                m.saved.binary_search(&m.uid).is_ok()
+            }
             SearchKey::Uid(set) => set.contains(m.uid, m.max_uid),
             SearchKey::Seq(set) => set.contains(m.seq, m.max_seq),
             SearchKey::ModSeq(n) => m.modseq >= *n,
@@ -202,6 +222,9 @@ impl<'a> SearchKey<'a> {
             SearchKey::Header(field, needle) => m.body.is_some_and(|b| {
                 content.header_contains(b, &String::from_utf8_lossy(field), &lossy(needle))
             }),
+            SearchKey::Address(field, needle) => m
+                .body
+                .is_some_and(|b| content.address_contains(b, field, &lossy(needle))),
             SearchKey::Body(needle) => m
                 .body
                 .is_some_and(|b| content.body_contains(b, &lossy(needle))),
@@ -224,10 +247,10 @@ fn day_of(secs: i64) -> i64 {
 }
 
 fn sent_day(m: &MessageContext<'_>, content: &impl ContentMatcher) -> Option<i64> {
-    // RFC 3501 compares the Date: header's date disregarding time and zone; when the header
-    // is missing or unparsable, the internal date stands in (as Dovecot does).
+    // RFC 3501 compares the Date: header's date disregarding time and zone.
     let b = m.body?;
-    Some(day_of(content.sent_date(b).unwrap_or(m.internal_date)))
+    // Without a usable Date: header the sent date is the epoch, as Dovecot takes it.
+    Some(content.sent_date(b).map_or(0, day_of))
 }
 
 /// The flag bit of keyword `k` in `keywords` (case-insensitive), if the mailbox knows it.
@@ -257,6 +280,13 @@ pub(crate) fn parse_key<'a>(c: &mut Cursor<'a>, depth: u32) -> LexResult<SearchK
         } else {
             SearchKey::And(keys)
         });
+    }
+    if c.peek() == Some(b'$') {
+        let start = c.pos();
+        c.eat(b'$');
+        return SequenceSet::parse(c.since(start))
+            .map(SearchKey::Seq)
+            .ok_or("Invalid sequence set");
     }
     if matches!(c.peek(), Some(b'0'..=b'9') | Some(b'*')) {
         let raw = c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
@@ -289,16 +319,19 @@ pub(crate) fn parse_key<'a>(c: &mut Cursor<'a>, depth: u32) -> LexResult<SearchK
             c.sp()?;
             SearchKey::Unkeyword(c.atom()?)
         }
-        b"BCC" | b"CC" | b"FROM" | b"TO" | b"SUBJECT" => {
+        b"BCC" | b"CC" | b"FROM" | b"TO" => {
             c.sp()?;
-            let field: &'static [u8] = match upper.as_slice() {
-                b"BCC" => b"Bcc",
-                b"CC" => b"Cc",
-                b"FROM" => b"From",
-                b"TO" => b"To",
-                _ => b"Subject",
+            let field = match upper.as_slice() {
+                b"BCC" => "Bcc",
+                b"CC" => "Cc",
+                b"FROM" => "From",
+                _ => "To",
             };
-            SearchKey::Header(Cow::Borrowed(field), c.astring()?)
+            SearchKey::Address(field, c.astring()?)
+        }
+        b"SUBJECT" => {
+            c.sp()?;
+            SearchKey::Header(Cow::Borrowed(b"Subject"), c.astring()?)
         }
         b"HEADER" => {
             c.sp()?;
@@ -336,7 +369,13 @@ pub(crate) fn parse_key<'a>(c: &mut Cursor<'a>, depth: u32) -> LexResult<SearchK
         }
         b"UID" => {
             c.sp()?;
-            let raw = c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
+            let raw = if c.peek() == Some(b'$') {
+                let start = c.pos();
+                c.eat(b'$');
+                c.since(start)
+            } else {
+                c.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'))
+            };
             SearchKey::Uid(SequenceSet::parse(raw).ok_or("Invalid UID set")?)
         }
         b"NOT" => {
@@ -410,11 +449,13 @@ mod tests {
             recent: true,
             modseq: 5,
             size: 100,
-            internal_date: 86400 * 31,
+            // Noon UTC: the same local day in every zone within ±12 h.
+            internal_date: 86400 * 31 + 43200,
             max_seq: 3,
             max_uid: 12,
             keywords: kw,
             body,
+            saved: &[10],
         }
     }
 
@@ -464,6 +505,10 @@ mod tests {
         assert!(parse("BEFORE 2-Feb-1970").matches(&m, &Plain));
         assert!(!parse("SINCE 2-Feb-1970").matches(&m, &Plain));
         assert!(parse("NOT MODSEQ 6").matches(&m, &Plain));
+        // `$` is the saved result, by UID, whatever the key.
+        assert!(parse("$").matches(&m, &Plain));
+        assert!(parse("UID $").matches(&m, &Plain));
+        assert!(!parse("NOT $").matches(&m, &Plain));
     }
 
     #[test]
@@ -476,7 +521,8 @@ mod tests {
         assert!(k.matches(&m, &Plain));
         assert!(!parse("SUBJECT bye").matches(&m, &Plain));
         assert!(parse("BODY words").matches(&m, &Plain));
-        // Without a Date: header the internal date stands in.
-        assert!(parse("SENTON 1-Feb-1970").matches(&m, &Plain));
+        // Without a Date: header the sent date is the epoch (Dovecot).
+        assert!(parse("SENTON 1-Jan-1970").matches(&m, &Plain));
+        assert!(parse("SENTBEFORE 1-Feb-1970").matches(&m, &Plain));
     }
 }

@@ -33,6 +33,6 @@ pub enum SectionText {
 pub struct Partial {
     /// First octet returned.
     pub origin: u32,
-    /// Most octets returned.
+    /// Most octets returned (`u32::MAX`: to the end).
     pub length: u32,
 }

@@ -34,10 +34,14 @@ pub enum SeqError {
 }
 
 impl<'a> SequenceSet<'a> {
-    /// Validates `raw` against `sequence-set` (RFC 3501 §9); `None` if it is not one.
+    /// Validates `raw` against `sequence-set` (RFC 3501 §9), or `$`, the saved search result
+    /// (RFC 5182); `None` if it is neither.
     pub fn parse(raw: &'a [u8]) -> Option<Self> {
         if raw.is_empty() {
             return None;
+        }
+        if raw == b"$" {
+            return Some(SequenceSet { raw });
         }
         for item in raw.split(|&c| c == b',') {
             let mut ends = item.splitn(2, |&c| c == b':');
@@ -53,6 +57,12 @@ impl<'a> SequenceSet<'a> {
     /// The bytes as the client sent them.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.raw
+    }
+
+    /// Whether this is `$`, the saved search result: its messages are the session's to know
+    /// (the ranges of `$` are empty).
+    pub fn is_saved(&self) -> bool {
+        self.raw == b"$"
     }
 
     /// The ranges in order as written (each end may be larger than the other).
@@ -182,7 +192,8 @@ mod tests {
         assert!(SequenceSet::parse(b"1:2:3").is_none());
         assert!(SequenceSet::parse(b"4294967296").is_none());
         assert!(SequenceSet::parse(b"4294967295").is_some());
-        assert!(SequenceSet::parse(b"$").is_none());
+        assert!(SequenceSet::parse(b"$").is_some_and(|s| s.is_saved()));
+        assert!(SequenceSet::parse(b"$,1").is_none());
         assert!(SequenceSet::parse(b"a").is_none());
     }
 

@@ -31,6 +31,7 @@ mod mailboxes;
 mod messages;
 #[cfg(test)]
 mod tests;
+mod updates;
 
 /// Per-listener settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,6 +351,8 @@ impl Session {
                 "MOVE",
                 "CONDSTORE",
                 "ESEARCH",
+                "SEARCHRES",
+                "CONTEXT=SEARCH",
                 "SPECIAL-USE",
                 "LIST-EXTENDED",
                 "LIST-STATUS",
@@ -408,6 +411,19 @@ impl Session {
         };
         let account = self.account.as_deref().unwrap_or("");
         sel.sync(store, account, &mut self.output, opts)
+    }
+
+    /// The sync at the end of a command, with the updates of kept searches around it:
+    /// removals of expunged messages before their EXPUNGEs, the rest after.
+    async fn sync_with_updates<S: MailStore>(
+        &mut self,
+        store: &S,
+        opts: SyncOpts,
+    ) -> Result<(), MailboxGone> {
+        self.updates_before_sync(store, opts.allow_expunge);
+        self.sync_selected(store, opts)?;
+        self.updates_after_sync(store).await;
+        Ok(())
     }
 
     fn mailbox_gone(&mut self) {
@@ -598,7 +614,7 @@ impl Session {
             with_uid: uid,
             ..self.sync_opts()
         };
-        if self.sync_selected(store, opts).is_err() {
+        if self.sync_with_updates(store, opts).await.is_err() {
             self.mailbox_gone();
             return Step::Action(Action::Close);
         }
@@ -837,6 +853,7 @@ impl Session {
                 ret,
                 charset,
                 criteria,
+                criteria_raw,
             } => {
                 self.search(
                     store,
@@ -845,9 +862,11 @@ impl Session {
                     ret.as_deref(),
                     charset.as_deref(),
                     &criteria,
+                    criteria_raw,
                 )
                 .await
             }
+            CommandBody::CancelUpdate { tags } => self.cancel_update(&tags),
             CommandBody::Fetch {
                 uid,
                 set,
@@ -886,7 +905,7 @@ impl Session {
             with_uid: uid_cmd,
             ..self.sync_opts()
         };
-        if self.sync_selected(store, opts).is_err() {
+        if self.sync_with_updates(store, opts).await.is_err() {
             self.mailbox_gone();
             return Flow::Action(Action::Close);
         }
@@ -912,7 +931,8 @@ impl Session {
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }
-            | C::Move { .. } => {
+            | C::Move { .. }
+            | C::CancelUpdate { .. } => {
                 if !authed {
                     Some("Please authenticate first.")
                 } else if !selected {
@@ -938,21 +958,26 @@ impl Session {
         }
     }
 
+    /// ENABLE: lists every requested extension that is on afterwards, also one enabled
+    /// before (as Dovecot does; RFC 5161 leaves it open), each once.
     fn enable(&mut self, caps: &[&[u8]]) -> Reply {
-        let mut newly = Vec::new();
+        let mut enabled: Vec<&'static str> = Vec::new();
         for c in caps {
-            if c.eq_ignore_ascii_case(b"CONDSTORE") {
-                if !self.enabled.condstore {
-                    self.enable_condstore();
-                    newly.push("CONDSTORE");
-                }
-            } else if c.eq_ignore_ascii_case(b"IMAP4rev2") && !self.enabled.rev2 {
+            let name = if c.eq_ignore_ascii_case(b"CONDSTORE") {
+                self.enable_condstore();
+                "CONDSTORE"
+            } else if c.eq_ignore_ascii_case(b"IMAP4rev2") {
                 self.enabled.rev2 = true;
-                newly.push("IMAP4rev2");
+                "IMAP4rev2"
+            } else {
+                continue;
+            };
+            if !enabled.contains(&name) {
+                enabled.push(name);
             }
         }
         let mut line = String::from("ENABLED");
-        for n in newly {
+        for n in enabled {
             line.push(' ');
             line.push_str(n);
         }

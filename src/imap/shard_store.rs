@@ -15,7 +15,7 @@ use storage::{BodyRef, MailboxIndex, MessageMeta, Shard, StorageError};
 /// `\Recent` marks: per (account, mailbox) the first UID no session has claimed yet. Kept in
 /// memory on the owning executor, as RFC 3501 allows.
 #[derive(Default)]
-pub struct RecentMarks(RefCell<HashMap<(String, String), u32>>);
+pub struct RecentMarks(RefCell<HashMap<(String, String), (u32, u32)>>);
 
 /// A shard seen through the IMAP session's eyes.
 pub struct ShardStore<'a> {
@@ -30,7 +30,9 @@ fn err(e: StorageError) -> StoreError {
         StorageError::NotFound => StoreError::NotFound,
         StorageError::AlreadyExists => StoreError::AlreadyExists,
         StorageError::TooManyKeywords => StoreError::TooManyKeywords,
-        StorageError::InvalidName | StorageError::NotPermitted => StoreError::InvalidName,
+        StorageError::InvalidName => StoreError::InvalidName,
+        StorageError::NotPermitted => StoreError::NotPermitted,
+        StorageError::TooLarge(n) => StoreError::TooLarge(n),
         other => StoreError::Failed(other.to_string()),
     }
 }
@@ -265,14 +267,21 @@ impl MailStore for ShardStore<'_> {
     }
 
     fn first_recent_uid(&self, account: &str, mailbox: &str, claim: bool) -> u32 {
-        let Some(uidnext) = self.shard.with_mailbox(account, mailbox, |m| m.uidnext()) else {
+        let Some((uidvalidity, uidnext)) = self
+            .shard
+            .with_mailbox(account, mailbox, |m| (m.uidvalidity(), m.uidnext()))
+        else {
             return u32::MAX;
         };
         let mut marks = self.recent.0.borrow_mut();
         let key = (account.to_string(), mailbox.to_string());
-        let first = marks.get(&key).copied().unwrap_or(1);
+        // Keyed by UIDVALIDITY too: a deleted and re-created (or renamed) mailbox starts afresh.
+        let first = match marks.get(&key) {
+            Some(&(v, uid)) if v == uidvalidity => uid,
+            _ => 1,
+        };
         if claim {
-            marks.insert(key, uidnext);
+            marks.insert(key, (uidvalidity, uidnext));
         }
         first
     }

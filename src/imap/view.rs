@@ -51,6 +51,25 @@ pub(crate) struct Selected {
     pub uidnext: u32,
     /// Store version read before the last sync (for IDLE).
     pub version: u64,
+    /// UIDs of the saved search result (`$`, RFC 5182), ascending.
+    pub saved: Vec<u32>,
+    /// Searches whose result changes the client is told of (RFC 5267 `RETURN (UPDATE)`).
+    pub updates: Vec<SearchUpdate>,
+}
+
+/// A `SEARCH RETURN (UPDATE)` kept up to date (RFC 5267).
+#[derive(Debug, Clone)]
+pub(crate) struct SearchUpdate {
+    /// Tag of the SEARCH, named in every update.
+    pub tag: Vec<u8>,
+    /// UID SEARCH: updates name UIDs, not sequence numbers.
+    pub uid: bool,
+    /// The criteria as sent, CRLF-terminated; parsed again to evaluate.
+    pub criteria: Vec<u8>,
+    /// UIDs in the result, ascending.
+    pub results: Vec<u32>,
+    /// Mailbox state the result was last computed at (HIGHESTMODSEQ, UIDNEXT, count).
+    pub computed_at: (u64, u32, usize),
 }
 
 impl Selected {
@@ -80,6 +99,8 @@ impl Selected {
                 highest_modseq: ix.highest_modseq(),
                 uidnext: ix.uidnext(),
                 version,
+                saved: Vec::new(),
+                updates: Vec::new(),
             }
         })?;
         let start = sel.uids.partition_point(|&u| u < first_recent);
@@ -177,8 +198,16 @@ impl Selected {
             Some(Ok(())) => {}
         }
 
+        let recent_before = self.recent.len();
         if opts.allow_expunge && self.gone_count > 0 {
             self.report_expunges(out);
+        }
+        // Dovecot also tells of a RECENT count that expunges lowered (EXISTS below does
+        // when messages arrive).
+        if !opts.rev2 && added == 0 && self.recent.len() != recent_before {
+            out.extend_from_slice(b"* ");
+            response::number(out, self.recent.len());
+            out.extend_from_slice(b" RECENT\r\n");
         }
         if let Some(kw) = new_keywords {
             self.keywords = kw;
@@ -258,6 +287,22 @@ impl Selected {
         }
     }
 
+    /// Writes `* n FETCH ([UID u] MODSEQ (m))` for message index `i` (a STORE .SILENT with
+    /// CONDSTORE on).
+    pub(crate) fn write_modseq_fetch(&self, out: &mut Vec<u8>, i: usize, opts: SyncOpts) {
+        out.extend_from_slice(b"* ");
+        response::number(out, i + 1);
+        out.extend_from_slice(b" FETCH (");
+        if opts.with_uid {
+            out.extend_from_slice(b"UID ");
+            response::number(out, self.uids[i]);
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"MODSEQ (");
+        response::number(out, self.modseqs[i]);
+        out.extend_from_slice(b"))\r\n");
+    }
+
     /// Writes an unsolicited `* n FETCH (FLAGS ...)` for message index `i`.
     pub(crate) fn write_flags_fetch(&self, out: &mut Vec<u8>, i: usize, opts: SyncOpts) {
         let uid = self.uids[i];
@@ -317,7 +362,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(out, b"* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n");
+        // The RECENT count fell with the expunges: said after them, as Dovecot does.
+        assert_eq!(out, b"* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n* 3 RECENT\r\n");
         assert_eq!(v.uids, vec![1, 3, 5]);
         assert_eq!(v.recent, vec![1, 3, 5]);
     }

@@ -45,7 +45,7 @@ pub struct Conn {
     out: Vec<u8>,
     /// The connection's place in the server-wide connection count, if it took one.
     slot: Option<Slot>,
-    /// Read/write timeout, re-applied when the connection moves to another executor.
+    /// Read/write timeout, carried along when the connection moves to another executor.
     timeout: Option<Duration>,
 }
 
@@ -85,8 +85,7 @@ impl Conn {
         self.tls.is_some()
     }
 
-    /// Read and write timeout: an operation that waits longer fails with `TimedOut`. It stays
-    /// with the connection when it moves to another executor.
+    /// Read timeout: a read that waits longer fails with `TimedOut`.
     pub fn set_timeout(&mut self, d: Duration) -> io::Result<()> {
         self.timeout = Some(d);
         self.stream
@@ -295,24 +294,27 @@ impl Conn {
         })
     }
 
-    /// Rebuilds a connection on the current executor, with the timeout it had.
+    /// Rebuilds a connection on the current executor.
     pub fn from_parts(parts: ConnParts) -> Conn {
         use std::os::unix::io::IntoRawFd;
         // SAFETY: the fd came from into_parts and ownership moves into the stream.
         let stream = unsafe { TcpStream::from_raw_fd(parts.fd.into_raw_fd()) };
-        if let Some(d) = parts.timeout {
-            // Setting a non-zero timeout cannot fail.
-            let _ = stream.set_read_timeout(Some(d));
-            let _ = stream.set_write_timeout(Some(d));
-        }
-        Conn {
+        let mut conn = Conn {
             stream,
             tls: parts.tls,
             pending_ciphertext: parts.pending_ciphertext,
             peer: parts.peer,
             out: Vec::new(),
             slot: parts.slot,
-            timeout: parts.timeout,
+            timeout: None,
+        };
+        if let Some(t) = parts.timeout {
+            // A fresh glommio stream has no timeouts: without this a handed-off session
+            // would wait forever (and keep its POP3 maildrop locked).
+            if let Err(e) = conn.set_timeout(t) {
+                tracing::warn!(error = %e, "cannot set timeout after handoff");
+            }
         }
+        conn
     }
 }

@@ -122,6 +122,12 @@ impl Exec {
         password: &str,
         peer: Option<std::net::IpAddr>,
     ) -> Option<String> {
+        let known = |db: &AccountDb| {
+            crate::accounts::normalize(user).is_ok_and(|a| db.accounts.contains_key(&a))
+        };
+        if !known(&self.accounts()) {
+            self.refresh_accounts(); // the account may have been added a moment ago
+        }
         let db = self.accounts();
         let hash = crate::accounts::normalize(user)
             .ok()
@@ -238,7 +244,8 @@ impl Exec {
         SessionGuard(self.clone())
     }
 
-    fn refresh_accounts(&self) {
+    /// Reloads the account database if the file changed (one stat when it did not).
+    pub fn refresh_accounts(&self) {
         if let Err(e) = self.accounts.borrow_mut().refresh() {
             tracing::warn!(error = %e, "account database not reloaded");
         }

@@ -100,7 +100,15 @@ pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
     let tls = crate::tls::server_config(&cert, &key)?;
     let shutdown = shards::Shutdown::install_signal_handler()
         .map_err(|e| ServerError::Signals(e.to_string()))?;
-    let executors = cfg.executor_count();
+    // An executor without a shard would have nowhere to queue or look up mail.
+    let executors = cfg.executor_count().min(manifest.shards as usize).max(1);
+    if executors < cfg.executor_count() {
+        tracing::warn!(
+            executors,
+            shards = manifest.shards,
+            "fewer shards than executors: running one executor per shard"
+        );
+    }
     match &source {
         Source::File(p) => tracing::info!(config = %p.display(), "config loaded"),
         Source::Embedded => tracing::info!("no config file: embedded defaults"),

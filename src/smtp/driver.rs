@@ -56,21 +56,36 @@ fn session_config(exec: &Exec, kind: Listener) -> Arc<SessionConfig> {
 
 /// The account database as the session's [`Directory`].
 struct Dir<'a> {
-    db: &'a AccountDb,
+    exec: &'a Exec,
     cfg: &'a Config,
 }
 
-impl Directory for Dir<'_> {
-    fn resolve(&self, addr: &str) -> Resolution {
-        match self.db.resolve(addr, |d| self.cfg.is_local_domain(d)) {
+impl Dir<'_> {
+    fn lookup(&self, db: &AccountDb, addr: &str) -> Resolution {
+        match db.resolve(addr, |d| self.cfg.is_local_domain(d)) {
             accounts::Resolution::Local(a) => Resolution::Local(a),
             accounts::Resolution::UnknownLocal => Resolution::UnknownLocal,
             accounts::Resolution::NonLocal => Resolution::NonLocal,
         }
     }
+}
+
+impl Directory for Dir<'_> {
+    fn resolve(&self, addr: &str) -> Resolution {
+        let r = self.lookup(&self.exec.accounts(), addr);
+        if r != Resolution::UnknownLocal {
+            return r;
+        }
+        // A 550 is permanent: make sure an account added a moment ago is not refused.
+        self.exec.refresh_accounts();
+        self.lookup(&self.exec.accounts(), addr)
+    }
 
     fn may_send_as(&self, account: &str, from: &str) -> bool {
-        self.db.may_send_as(account, from)
+        self.exec.accounts().may_send_as(account, from) || {
+            self.exec.refresh_accounts();
+            self.exec.accounts().may_send_as(account, from)
+        }
     }
 }
 
@@ -89,9 +104,8 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
     // Message data held in memory counts against the executor's budget (net::budget).
     let mut hold = exec.message_memory.hold();
     loop {
-        let db = exec.accounts();
         let dir = Dir {
-            db: &db,
+            exec: &exec,
             cfg: &exec.shared.cfg,
         };
         session.set_memory_pressure(hold.exhausted());

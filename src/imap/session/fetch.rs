@@ -188,10 +188,9 @@ fn render_item<B>(
                 part: Vec::new(),
                 text: Some(text),
             };
-            match section_bytes(cx.msg, &s) {
-                Some(d) => response::literal(line, &d),
-                None => line.extend_from_slice(b"NIL"),
-            }
+            // A part that does not exist is empty (as Dovecot answers), not NIL.
+            let d = section_bytes(cx.msg, &s).unwrap_or_default();
+            response::literal(line, &d);
         }
         FetchItem::BodySection {
             section, partial, ..
@@ -200,10 +199,8 @@ fn render_item<B>(
             write_section(line, section);
             write_origin(line, *partial);
             line.push(b' ');
-            match section_bytes(cx.msg, section) {
-                Some(d) => response::literal(line, apply_partial(&d, *partial)),
-                None => line.extend_from_slice(b"NIL"),
-            }
+            let d = section_bytes(cx.msg, section).unwrap_or_default();
+            response::literal(line, apply_partial(&d, *partial));
         }
         FetchItem::Binary {
             section, partial, ..
@@ -214,17 +211,15 @@ fn render_item<B>(
             line.push(b' ');
             match binary_bytes(cx.msg, section)? {
                 Some(d) => response::literal8(line, apply_partial(&d, *partial)),
-                None => line.extend_from_slice(b"NIL"),
+                None => response::literal(line, b""),
             }
         }
         FetchItem::BinarySize { section } => {
             line.extend_from_slice(b"BINARY.SIZE");
             write_section(line, section);
             line.push(b' ');
-            match binary_bytes(cx.msg, section)? {
-                Some(d) => response::number(line, d.len()),
-                None => line.extend_from_slice(b"NIL"),
-            }
+            let size = binary_bytes(cx.msg, section)?.map_or(0, |d| d.len());
+            response::number(line, size);
         }
     }
     Ok(false)
@@ -355,7 +350,9 @@ impl Session {
             .copied()
             .filter(|i| targets.binary_search_by_key(i, |t| t.idx).is_err())
             .collect();
-        job.expunged |= !gone.is_empty() && !view_only;
+        // UID FETCH ignores UIDs that no longer exist (RFC 3501 §6.4.8); only a FETCH by
+        // sequence number of an expunged message is answered NO [EXPUNGEISSUED].
+        job.expunged |= !job.uid && !gone.is_empty() && !view_only;
         if let Some(cs) = job.changed_since {
             targets.retain(|t| t.modseq > cs);
         }

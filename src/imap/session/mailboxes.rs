@@ -9,6 +9,7 @@ use super::{now, Reply, Session, State};
 use crate::imap::mailbox_name::{
     self, canonical_inbox, join_reference, pattern_matches, NameError,
 };
+use crate::imap::mime;
 use crate::imap::parser::{AppendMessage, Flag, ListCommand, StatusItem};
 use crate::imap::response;
 use crate::imap::sequence::write_compact;
@@ -177,13 +178,17 @@ impl Session {
         for parent in ancestors(&name) {
             if store.with_mailbox(&account, parent, |_| ()).is_none() {
                 match store.create_mailbox(&account, parent).await {
-                    Ok(()) | Err(StoreError::AlreadyExists) => {}
+                    Ok(()) => reset_recent(store, &account, parent),
+                    Err(StoreError::AlreadyExists) => {}
                     Err(e) => return store_error(&e, "[CANNOT] Cannot create parent mailbox."),
                 }
             }
         }
         match store.create_mailbox(&account, &name).await {
-            Ok(()) => Reply::ok("Create completed."),
+            Ok(()) => {
+                reset_recent(store, &account, &name);
+                Reply::ok("Create completed.")
+            }
             Err(e) => store_error(&e, "[CANNOT] Cannot create mailbox."),
         }
     }
@@ -233,10 +238,10 @@ impl Session {
         }
         for parent in ancestors(&to) {
             if store.with_mailbox(&account, parent, |_| ()).is_none() {
-                if let Err(e) = store.create_mailbox(&account, parent).await {
-                    if e != StoreError::AlreadyExists {
-                        return store_error(&e, "[CANNOT] Cannot create parent mailbox.");
-                    }
+                match store.create_mailbox(&account, parent).await {
+                    Ok(()) => reset_recent(store, &account, parent),
+                    Err(StoreError::AlreadyExists) => {}
+                    Err(e) => return store_error(&e, "[CANNOT] Cannot create parent mailbox."),
                 }
             }
         }
@@ -248,6 +253,13 @@ impl Session {
                 .is_some_and(|n| n == from || n.starts_with(&format!("{from}/")));
         if let Err(e) = store.rename_mailbox(&account, &from, &to).await {
             return store_error(&e, "[NONEXISTENT] Mailbox doesn't exist.");
+        }
+        // The renamed mailboxes are new to the \Recent bookkeeping (kept by name).
+        let below = format!("{to}/");
+        for info in store.list_mailboxes(&account) {
+            if info.name == to || info.name.starts_with(&below) {
+                reset_recent(store, &account, &info.name);
+            }
         }
         if affected {
             self.state = State::Authenticated;
@@ -403,8 +415,11 @@ impl Session {
         let pattern = canonical_inbox(&join_reference(&reference, &pattern)).into_owned();
         let account = self.account_name();
         let mut map: BTreeMap<String, bool> = BTreeMap::new();
+        // RFC 3501 §6.3.9: a `%` that stops at an unsubscribed parent of a subscribed name
+        // lists the parent as \Noselect; without `%` only subscribed names match.
+        let with_parents = pattern.contains('%') && !pattern.contains('*');
         for s in store.subscriptions(&account) {
-            if !pattern.contains('*') {
+            if with_parents {
                 for a in ancestors(&s) {
                     map.entry(a.to_string()).or_insert(false);
                 }
@@ -537,10 +552,13 @@ impl Session {
         let mut uidvalidity = 0;
         for (m, up) in messages.iter().zip(&updates) {
             let date = m.date.unwrap_or_else(now);
-            match store
-                .append(&account, &name, &[Bytes::copy_from_slice(m.data)], up, date)
-                .await
-            {
+            // Binary content sent as literal8 is stored base64-encoded (RFC 3516 §4.4, as
+            // Dovecot does), so BODY[] never has to carry a NUL.
+            let data = match m.binary.then(|| mime::binary_to_base64(m.data)).flatten() {
+                Some(encoded) => Bytes::from(encoded),
+                None => Bytes::copy_from_slice(m.data),
+            };
+            match store.append(&account, &name, &[data], up, date).await {
                 Ok(r) => {
                     uidvalidity = r.uidvalidity;
                     uids.push(r.uid);
@@ -595,4 +613,12 @@ impl Session {
         }
         Reply::ok("Getquotaroot completed.")
     }
+}
+
+/// A new (created or renamed) mailbox starts afresh in the `\Recent` bookkeeping. The store
+/// keeps its `\Recent` mark by mailbox name, so a mark left by a deleted mailbox of the same
+/// name would hide the new one's messages (or show old ones): claiming once right after
+/// CREATE / RENAME moves the mark to the mailbox's UIDNEXT.
+fn reset_recent<S: MailStore>(store: &S, account: &str, name: &str) {
+    store.first_recent_uid(account, name, true);
 }

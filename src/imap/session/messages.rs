@@ -7,7 +7,7 @@ use crate::imap::response;
 use crate::imap::search::{MessageContext, MimeMatcher, SearchKey};
 use crate::imap::sequence::{write_compact, SequenceSet};
 use crate::imap::store::{flags, FlagOp, MailStore, MailboxView, MessageView};
-use crate::imap::view::{Selected, SyncOpts};
+use crate::imap::view::{SearchUpdate, Selected, SyncOpts};
 
 /// A message of the selected mailbox as a command sees it.
 pub(super) struct Target<B> {
@@ -35,6 +35,10 @@ impl Session {
         let Some(sel) = self.selected() else {
             return Err(Reply::bad("No mailbox selected."));
         };
+        if set.is_saved() {
+            // `$`: the saved result's messages still in the view (RFC 5182 §2.2).
+            return Ok(sel.saved.iter().filter_map(|&u| sel.index_of(u)).collect());
+        }
         if uid {
             Ok(set.resolve_uids(&sel.uids))
         } else {
@@ -162,10 +166,14 @@ impl Session {
             if failed.binary_search(&t.uid).is_ok() {
                 continue;
             }
+            let modseq_changed = sel.modseqs[t.idx] != t.modseq;
             sel.flags[t.idx] = t.flags;
             sel.modseqs[t.idx] = t.modseq;
             if !silent {
                 sel.write_flags_fetch(&mut self.output, t.idx, opts);
+            } else if opts.condstore && modseq_changed {
+                // RFC 7162 §3.2: .SILENT drops FLAGS, not the new MODSEQ.
+                sel.write_modseq_fetch(&mut self.output, t.idx, opts);
             }
         }
         if failed.is_empty() {
@@ -191,46 +199,32 @@ impl Session {
         self.account.as_deref().unwrap_or("")
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn search<S: MailStore>(
-        &mut self,
+    /// Evaluates `criteria` over the given view indexes: (index, UID, MODSEQ) of the
+    /// messages that match, ascending. Messages expunged meanwhile are left out.
+    pub(super) async fn evaluate<S: MailStore>(
+        &self,
         store: &S,
-        tag: &[u8],
-        uid: bool,
-        ret: Option<&[SearchReturn]>,
-        charset: Option<&[u8]>,
         criteria: &SearchKey<'_>,
-    ) -> Reply {
-        if let Some(cs) = charset {
-            if !cs.eq_ignore_ascii_case(b"UTF-8") && !cs.eq_ignore_ascii_case(b"US-ASCII") {
-                return Reply::no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.");
-            }
-        }
-        let uses_modseq = criteria.uses_modseq();
-        if uses_modseq {
-            self.enable_condstore();
-        }
+        indices: &[usize],
+    ) -> Result<Vec<(usize, u32, u64)>, Reply> {
         let Some(sel) = self.selected() else {
-            return Reply::bad("No mailbox selected.");
+            return Err(Reply::bad("No mailbox selected."));
         };
-        let all: Vec<usize> = (0..sel.uids.len()).collect();
         let max_seq = sel.exists();
         let max_uid = sel.uids.last().copied().unwrap_or(0);
-        let keywords = sel.keywords.clone();
-        let targets = self.targets(store, &all);
+        let targets = self.targets(store, indices);
         let needs_body = criteria.needs_body();
-        let mut results = Vec::new();
-        let mut modseqs = Vec::new();
+        let mut matched = Vec::new();
         for t in &targets {
             let body = if needs_body {
                 match store.read_body(t.body).await {
                     Ok(b) => Some(b),
-                    Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+                    Err(e) => return Err(store_error(&e, "[EXPUNGEISSUED] Message was expunged.")),
                 }
             } else {
                 None
             };
-            let recent = !self.enabled.rev2 && self.selected().is_some_and(|s| s.is_recent(t.uid));
+            let recent = !self.enabled.rev2 && sel.is_recent(t.uid);
             let ctx = MessageContext {
                 seq: t.idx as u32 + 1,
                 uid: t.uid,
@@ -241,26 +235,162 @@ impl Session {
                 internal_date: t.date,
                 max_seq,
                 max_uid,
-                keywords: &keywords,
+                keywords: &sel.keywords,
                 body: body.as_deref(),
+                saved: &sel.saved,
             };
             if criteria.matches(&ctx, &MimeMatcher) {
-                results.push(if uid { t.uid } else { t.idx as u32 + 1 });
-                modseqs.push(t.modseq);
+                matched.push((t.idx, t.uid, t.modseq));
             }
         }
-        if ret.is_some() || self.enabled.rev2 {
-            let opts: &[SearchReturn] = match ret {
-                Some(r) if !r.is_empty() => r,
-                _ => &[SearchReturn::All],
+        Ok(matched)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn search<S: MailStore>(
+        &mut self,
+        store: &S,
+        tag: &[u8],
+        uid: bool,
+        ret: Option<&[SearchReturn]>,
+        charset: Option<&[u8]>,
+        criteria: &SearchKey<'_>,
+        criteria_raw: &[u8],
+    ) -> Reply {
+        let opts = ret.unwrap_or_default();
+        let save = opts.contains(&SearchReturn::Save);
+        let update = opts.contains(&SearchReturn::Update);
+        let reply = self
+            .search_inner(store, tag, uid, ret, charset, criteria, criteria_raw)
+            .await;
+        if save && !matches!(reply, Reply::Ok(_)) {
+            // RFC 5182 §2.1: a failed SEARCH ... SAVE leaves an empty saved result.
+            if let State::Selected(sel) = &mut self.state {
+                sel.saved.clear();
+            }
+        }
+        if update && !matches!(reply, Reply::Ok(_)) {
+            if let State::Selected(sel) = &mut self.state {
+                sel.updates.retain(|u| u.tag != tag);
+            }
+        }
+        reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn search_inner<S: MailStore>(
+        &mut self,
+        store: &S,
+        tag: &[u8],
+        uid: bool,
+        ret: Option<&[SearchReturn]>,
+        charset: Option<&[u8]>,
+        criteria: &SearchKey<'_>,
+        criteria_raw: &[u8],
+    ) -> Reply {
+        let extended = ret.is_some();
+        let ret = ret.unwrap_or_default();
+        if let Some(cs) = charset {
+            if !cs.eq_ignore_ascii_case(b"UTF-8") && !cs.eq_ignore_ascii_case(b"US-ASCII") {
+                // The charset list is optional (RFC 3501 §7.1); Dovecot sends none.
+                return Reply::no("[BADCHARSET] Unsupported charset.");
+            }
+        }
+        let uses_modseq = criteria.uses_modseq();
+        if uses_modseq {
+            self.enable_condstore();
+        }
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        let all: Vec<usize> = (0..sel.uids.len()).collect();
+        let matched = match self.evaluate(store, criteria, &all).await {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let results: Vec<u32> = matched
+            .iter()
+            .map(|&(i, u, _)| if uid { u } else { i as u32 + 1 })
+            .collect();
+        let modseqs: Vec<u64> = matched.iter().map(|m| m.2).collect();
+        let uids: Vec<u32> = matched.iter().map(|m| m.1).collect();
+
+        let save = ret.contains(&SearchReturn::Save);
+        let update = ret.contains(&SearchReturn::Update);
+        // What the ESEARCH response shows: `RETURN ()` means ALL; SAVE and UPDATE show
+        // nothing by themselves.
+        let mut shown: Vec<SearchReturn> = ret
+            .iter()
+            .copied()
+            .filter(|o| !matches!(o, SearchReturn::Save | SearchReturn::Update))
+            .collect();
+        if ret.is_empty() {
+            shown.push(SearchReturn::All);
+        }
+        if save {
+            let partial = shown.iter().find_map(|o| match o {
+                SearchReturn::Partial(lo, hi) => Some((*lo, *hi)),
+                _ => None,
+            });
+            let whole = shown.is_empty()
+                || shown
+                    .iter()
+                    .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count));
+            // RFC 5182 §2.4: with only MIN / MAX, only those are saved.
+            let mut saved: Vec<u32> = if let Some((lo, hi)) = partial {
+                partial_slice(&uids, lo, hi).to_vec()
+            } else if whole {
+                uids.clone()
+            } else {
+                let mut v = Vec::new();
+                if shown.contains(&SearchReturn::Min) {
+                    v.extend(uids.first());
+                }
+                if shown.contains(&SearchReturn::Max) {
+                    v.extend(uids.last());
+                }
+                v
             };
+            saved.sort_unstable();
+            saved.dedup();
+            if let State::Selected(sel) = &mut self.state {
+                sel.saved = saved;
+            }
+        }
+        if update {
+            if let State::Selected(sel) = &mut self.state {
+                if sel.updates.len() >= MAX_UPDATES {
+                    return Reply::no(format!(
+                        "[NOUPDATE {}] Too many searches kept up to date.",
+                        quoted_tag(tag)
+                    ));
+                }
+                let at = update_point(sel);
+                sel.updates.retain(|u| u.tag != tag);
+                let mut criteria = criteria_raw.to_vec();
+                criteria.extend_from_slice(b"\r\n");
+                sel.updates.push(SearchUpdate {
+                    tag: tag.to_vec(),
+                    uid,
+                    criteria,
+                    results: uids.clone(),
+                    computed_at: at,
+                });
+            }
+        }
+
+        if extended || self.enabled.rev2 {
+            if shown.is_empty() && !update {
+                // SAVE alone answers with nothing but the tagged OK (RFC 5182 §2.4).
+                return Reply::ok("Search completed.");
+            }
             self.output.extend_from_slice(b"* ESEARCH (TAG ");
             response::string(&mut self.output, tag, false);
             self.output.push(b')');
             if uid {
                 self.output.extend_from_slice(b" UID");
             }
-            for o in opts {
+            for o in &shown {
                 match o {
                     SearchReturn::Min => {
                         if let Some(m) = results.first() {
@@ -284,21 +414,33 @@ impl Session {
                             write_compact(&mut self.output, &results);
                         }
                     }
+                    SearchReturn::Partial(lo, hi) => {
+                        self.output
+                            .extend_from_slice(format!(" PARTIAL ({lo}:{hi} ").as_bytes());
+                        let part = partial_slice(&results, *lo, *hi);
+                        if part.is_empty() {
+                            self.output.extend_from_slice(b"NIL");
+                        } else {
+                            write_compact(&mut self.output, part);
+                        }
+                        self.output.push(b')');
+                    }
+                    SearchReturn::Save | SearchReturn::Update => {}
                 }
             }
             // The MODSEQ is the highest of the messages reported: all of them for ALL or
             // COUNT, only the MIN / MAX ones otherwise (RFC 7162 §3.1.5).
-            let whole = opts
+            let whole = shown
                 .iter()
                 .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count));
             let top_modseq = if whole {
                 modseqs.iter().copied().max()
             } else {
                 let mut m = None;
-                if opts.contains(&SearchReturn::Min) {
+                if shown.contains(&SearchReturn::Min) {
                     m = modseqs.first().copied();
                 }
-                if opts.contains(&SearchReturn::Max) {
+                if shown.contains(&SearchReturn::Max) {
                     m = m.max(modseqs.last().copied());
                 }
                 m
@@ -460,4 +602,30 @@ impl Session {
         self.state = State::Authenticated;
         Reply::ok("Close completed.")
     }
+}
+
+/// Most `SEARCH RETURN (UPDATE)` a session may keep at once.
+const MAX_UPDATES: usize = 16;
+
+/// The results at 1-based positions `lo..=hi` (RFC 5267 PARTIAL), clipped to what exists.
+fn partial_slice(results: &[u32], lo: u32, hi: u32) -> &[u32] {
+    let start = (lo as usize).saturating_sub(1).min(results.len());
+    let end = (hi as usize).min(results.len()).max(start);
+    &results[start..end]
+}
+
+/// A tag as an IMAP quoted string (for response codes).
+pub(super) fn quoted_tag(tag: &[u8]) -> String {
+    let mut out = Vec::new();
+    response::string(&mut out, tag, false);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mailbox state an update search's result corresponds to.
+pub(super) fn update_point(sel: &Selected) -> (u64, u32, usize) {
+    (
+        sel.highest_modseq,
+        sel.uidnext,
+        sel.uids.len() - sel.gone_count,
+    )
 }

@@ -349,14 +349,23 @@ fn fetch_items() {
         &st,
         "a FETCH 1:2 (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n",
     );
+    // INTERNALDATE is shown in the server's zone (whatever this test runs in).
+    let date = |secs: i64| {
+        let mut d = Vec::new();
+        crate::imap::response::date_time(&mut d, secs);
+        String::from_utf8(d).unwrap()
+    };
+    assert_eq!(date(0).len(), 28, "zero-padded day: {}", date(0));
     assert_eq!(
         out,
         format!(
-            "* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE \" 1-Jan-1971 00:00:00 +0000\")\r\n\
-             * 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE \" 2-Jan-1971 00:00:00 +0000\")\r\n\
+            "* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE {})\r\n\
+             * 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE {} INTERNALDATE {})\r\n\
              a OK Fetch completed.\r\n",
             MSG1.len(),
-            MSG2.len()
+            date(86400 * 365),
+            MSG2.len(),
+            date(86400 * 366),
         )
     );
     let out = run(&mut s, &st, "b UID FETCH 2 BODY.PEEK[]<0.4>\r\n");
@@ -437,6 +446,12 @@ fn store_flags_and_condstore() {
         out.ends_with("f OK [MODIFIED 1:2] Conditional STORE failed.\r\n"),
         "{out}"
     );
+    // With CONDSTORE on, .SILENT still reports the new MODSEQ of what changed (RFC 7162 §3.2),
+    // and nothing for a message the STORE left as it was.
+    let out = run(&mut s, &st, "g UID STORE 1:2 +FLAGS.SILENT (\\Seen)\r\n");
+    assert!(out.starts_with("* 1 FETCH (UID 1 MODSEQ ("), "{out}");
+    assert!(!out.contains("FLAGS"), "{out}");
+    assert!(!out.contains("* 2 FETCH"), "{out}");
 }
 
 #[test]
@@ -455,7 +470,7 @@ fn expunge_reports_descending_sequence_numbers() {
     let out = run(&mut s, &st, "b EXPUNGE\r\n");
     assert_eq!(
         out,
-        "* 5 EXPUNGE\r\n* 4 EXPUNGE\r\n* 2 EXPUNGE\r\nb OK Expunge completed.\r\n"
+        "* 5 EXPUNGE\r\n* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n* 2 RECENT\r\nb OK Expunge completed.\r\n"
     );
     let out = run(&mut s, &st, "c FETCH 1:* UID\r\n");
     assert_eq!(
@@ -464,7 +479,10 @@ fn expunge_reports_descending_sequence_numbers() {
     );
     run(&mut s, &st, "d STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\n");
     let out = run(&mut s, &st, "e UID EXPUNGE 3\r\n");
-    assert_eq!(out, "* 2 EXPUNGE\r\ne OK Expunge completed.\r\n");
+    assert_eq!(
+        out,
+        "* 2 EXPUNGE\r\n* 1 RECENT\r\ne OK Expunge completed.\r\n"
+    );
     // CLOSE expunges silently.
     let out = run(&mut s, &st, "f CLOSE\r\n");
     assert_eq!(out, "f OK Close completed.\r\n");
@@ -573,7 +591,7 @@ fn copy_and_move_with_uidplus() {
     assert_eq!(
         out,
         format!(
-            "* OK [COPYUID {trash_uv} 2 3] Moved UIDs.\r\n* 2 EXPUNGE\r\nb OK Move completed.\r\n"
+            "* OK [COPYUID {trash_uv} 2 3] Moved UIDs.\r\n* 2 EXPUNGE\r\n* 1 RECENT\r\nb OK Move completed.\r\n"
         )
     );
     let out = run(&mut s, &st, "c COPY 1 Nowhere\r\n");
@@ -649,6 +667,11 @@ fn list_lsub_and_mailbox_management() {
         out,
         "* LSUB () \"/\" Play/Projects\r\np OK Lsub completed.\r\n"
     );
+    // The unsubscribed parent shows (\Noselect) where a % stops at it, not for its own name.
+    let out = run(&mut s, &st, "p2 LSUB \"\" %\r\n");
+    assert!(out.contains("* LSUB (\\Noselect) \"/\" Play\r\n"), "{out}");
+    let out = run(&mut s, &st, "p3 LSUB \"\" Play\r\n");
+    assert_eq!(out, "p3 OK Lsub completed.\r\n");
     let out = run(&mut s, &st, "q LIST (SUBSCRIBED) \"\" P*\r\n");
     assert_eq!(
         out,
@@ -681,7 +704,7 @@ fn rename_inbox_and_selected_mailbox() {
     let out = run(&mut s, &st, "a RENAME INBOX Old/Inbox\r\n");
     assert_eq!(
         out,
-        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\na OK Rename completed.\r\n"
+        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n* 0 RECENT\r\na OK Rename completed.\r\n"
     );
     assert_eq!(
         st.with_mailbox("user", "Old/Inbox", |m| m.messages().len()),
@@ -783,8 +806,12 @@ fn updates_reach_other_sessions_on_noop() {
     // ...its contents are not.
     let out = run(&mut b, &st, "5 FETCH 2 RFC822.SIZE\r\n");
     assert!(out.starts_with("5 NO [EXPUNGEISSUED]"), "{out}");
+    // By UID it is simply no longer there: the expunge is reported (allowed during a UID
+    // command) and the command is OK.
+    let out = run(&mut b, &st, "5 UID FETCH 2 RFC822.SIZE\r\n");
+    assert_eq!(out, "* 2 EXPUNGE\r\n5 OK Fetch completed.\r\n");
     let out = run(&mut b, &st, "6 NOOP\r\n");
-    assert_eq!(out, "* 2 EXPUNGE\r\n6 OK NOOP completed.\r\n");
+    assert_eq!(out, "6 OK NOOP completed.\r\n");
     let out = run(&mut b, &st, "7 FETCH 1:* UID\r\n");
     assert_eq!(
         out,
@@ -846,6 +873,9 @@ fn enable_id_quota_unselect() {
     run(&mut s, &st, "a LOGIN user secret\r\n");
     let out = run(&mut s, &st, "b ENABLE CONDSTORE X-UNKNOWN\r\n");
     assert_eq!(out, "* ENABLED CONDSTORE\r\nb OK Enabled.\r\n");
+    // Enabling again lists it again, once (Dovecot).
+    let out = run(&mut s, &st, "b2 ENABLE CONDSTORE condstore\r\n");
+    assert_eq!(out, "* ENABLED CONDSTORE\r\nb2 OK Enabled.\r\n");
     let out = run(&mut s, &st, "c ID (\"name\" \"test\")\r\n");
     assert!(out.starts_with("* ID (\"name\" \"ringpost\""), "{out}");
     let out = run(&mut s, &st, "d GETQUOTAROOT INBOX\r\n");
@@ -1028,7 +1058,11 @@ fn fetch_mime_items() {
         "d NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding.\r\n"
     );
     let out = run(&mut s, &st, "e FETCH 1 BODY.PEEK[3]\r\n");
-    assert_eq!(out, "* 1 FETCH (BODY[3] NIL)\r\ne OK Fetch completed.\r\n");
+    // A part that does not exist is empty, as Dovecot answers.
+    assert_eq!(
+        out,
+        "* 1 FETCH (BODY[3] {0}\r\n)\r\ne OK Fetch completed.\r\n"
+    );
     let out = run(&mut s, &st, "f FETCH 1 (RFC822.HEADER)\r\n");
     assert!(out.starts_with("* 1 FETCH (RFC822.HEADER {"), "{out}");
     let out = run(&mut s, &st, "g FETCH 1 (BODY)\r\n");
@@ -1065,4 +1099,61 @@ fn international_mailbox_names() {
         out,
         "* STATUS \"été\" (MESSAGES 0)\r\nf OK Status completed.\r\n"
     );
+}
+
+#[test]
+fn search_save_partial_and_update() {
+    let st = store();
+    for i in 0..5 {
+        st.deliver(
+            "user",
+            "INBOX",
+            format!("Subject: {i}\r\n\r\nx").as_bytes(),
+            0,
+        );
+    }
+    let mut s = selected(&st);
+    // SAVE alone answers only OK; `$` is the saved result (RFC 5182).
+    let out = run(&mut s, &st, "a SEARCH RETURN (SAVE) 2:3\r\n");
+    assert_eq!(out, "a OK Search completed.\r\n");
+    let out = run(&mut s, &st, "b FETCH $ (UID)\r\n");
+    assert!(
+        out.starts_with("* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nb OK"),
+        "{out}"
+    );
+    let out = run(&mut s, &st, "b2 SEARCH NOT $\r\n");
+    assert_eq!(out, "* SEARCH 1 4 5\r\nb2 OK Search completed.\r\n");
+    // PARTIAL ranges are put in order and clipped (RFC 5267).
+    let out = run(&mut s, &st, "c SEARCH RETURN (PARTIAL 4:2) ALL\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"c\") PARTIAL (2:4 2:4)\r\nc OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "d UID SEARCH RETURN (PARTIAL 9:10) ALL\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"d\") UID PARTIAL (9:10 NIL)\r\nd OK Search completed.\r\n"
+    );
+    let out = run(&mut s, &st, "e SEARCH RETURN (PARTIAL 1:*) ALL\r\n");
+    assert!(out.starts_with("e BAD"), "{out}");
+    // UPDATE: joins after the change, leaves before the EXPUNGE that renumbers.
+    let out = run(&mut s, &st, "f SEARCH RETURN (UPDATE) FLAGGED\r\n");
+    assert_eq!(out, "* ESEARCH (TAG \"f\")\r\nf OK Search completed.\r\n");
+    let out = run(&mut s, &st, "g STORE 4:5 +FLAGS.SILENT (\\Flagged)\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"f\") ADDTO (1 4:5)\r\ng OK Store completed.\r\n"
+    );
+    run(&mut s, &st, "h STORE 4 +FLAGS.SILENT (\\Deleted)\r\n");
+    let out = run(&mut s, &st, "i EXPUNGE\r\n");
+    assert_eq!(
+        out,
+        "* ESEARCH (TAG \"f\") REMOVEFROM (0 4)\r\n* 4 EXPUNGE\r\n* 4 RECENT\r\ni OK Expunge completed.\r\n"
+    );
+    let out = run(&mut s, &st, "j CANCELUPDATE \"f\"\r\n");
+    assert!(out.starts_with("j OK"), "{out}");
+    let out = run(&mut s, &st, "k STORE 1 +FLAGS.SILENT (\\Flagged)\r\n");
+    assert_eq!(out, "k OK Store completed.\r\n");
+    let out = run(&mut s, &st, "l CANCELUPDATE \"f\"\r\n");
+    assert!(out.starts_with("l NO"), "{out}");
 }
