@@ -233,9 +233,9 @@ pub struct LimitsSection {
     /// message that would go beyond it is refused with `452 4.3.1` (the client retries later).
     /// Each executor gets an equal share, never less than `max_message_size`.
     pub max_message_memory: u64,
-    /// Connections served at once (all listeners); 0 = as many as the file-descriptor limit
-    /// allows, with a reserve for the data files. Over the limit a client gets a
-    /// "too busy" greeting and is disconnected.
+    /// Connections served at once (all listeners); 0 = 20000, or fewer if the
+    /// file-descriptor limit (kept with a reserve for the data files) allows fewer. Over the
+    /// limit a client gets a "too busy" greeting and is disconnected.
     pub max_connections: usize,
 }
 

@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 
+/// Connections served at once when the configuration leaves it to the server (and the
+/// descriptor limit allows): each idle connection costs 20-45 KiB, so this bounds what a
+/// flood of idle connections can take to well under a gigabyte.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
 /// File descriptors kept back for data files, the admin socket and connections in transit,
 /// on top of twice what the server holds open at start-up.
 const FD_RESERVE: u64 = 64;

@@ -49,7 +49,7 @@ fn set_connection_limit(configured: usize) {
     };
     let by_fds = limit::connections_for_fds(fd_limit, limit::open_fds());
     let n = if configured == 0 {
-        by_fds
+        by_fds.min(limit::DEFAULT_MAX_CONNECTIONS)
     } else {
         if configured > by_fds {
             tracing::warn!(
