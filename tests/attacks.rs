@@ -97,6 +97,50 @@ fn connection_floods_and_slowloris() {
     assert_survived(&mut s);
 }
 
+/// kill -9 while the server is being fuzzed and flooded with large messages: it restarts,
+/// recovers and answers everywhere.
+#[test]
+fn kill9_under_attack_then_restart() {
+    let mut s = attack_server("max_message_size = 1048576\nmax_message_memory = 4194304");
+    let script = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients")
+            .join(name)
+    };
+    let pid = pid(&s);
+    let mut attackers: Vec<std::process::Child> = [
+        vec![script("attack_fuzz.py"), "6".into(), "3".into()],
+        vec![
+            script("attack_memory.py"),
+            "10".into(),
+            "500000".into(),
+            "4".into(),
+            pid.into(),
+            "0".into(),
+        ],
+    ]
+    .into_iter()
+    .map(|args| {
+        std::process::Command::new("python3")
+            .args(args)
+            .envs(s.env())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3")
+    })
+    .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    s.kill9();
+    for a in &mut attackers {
+        // They fail once the server is gone; only their end matters.
+        let _ = a.wait();
+    }
+    s.spawn();
+    s.python("attack_alive.py", &["kill -9 under attack and restart"]);
+    assert_survived(&mut s);
+}
+
 /// Twenty clients holding 900 KB messages at once against a 4 MiB budget: some are told to
 /// come back later (452 4.3.1), the others are stored, nobody gets anything else.
 #[test]
