@@ -105,7 +105,7 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
                 );
                 last_warning = Some(Instant::now());
             }
-            glommio::spawn_local(refuse(kind, stream)).detach();
+            glommio::spawn_local(refuse(exec.clone(), kind, stream)).detach();
             continue;
         };
         let exec = exec.clone();
@@ -137,19 +137,21 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
 
 /// Turns a client away when the connection limit is reached: a plaintext protocol gets its
 /// "busy, try later" greeting, a TLS port just the close.
-async fn refuse(kind: Listener, mut stream: glommio::net::TcpStream) {
+async fn refuse(exec: Rc<Exec>, kind: Listener, mut stream: glommio::net::TcpStream) {
     use futures_lite::AsyncWriteExt;
-    let busy: &[u8] = match kind {
-        Listener::Smtp | Listener::Submission => {
-            b"421 4.3.2 Too many connections, try again later\r\n"
-        }
-        Listener::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
-        Listener::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
-        Listener::Submissions | Listener::Imaps | Listener::Pop3s => b"",
+    let busy = match kind {
+        // RFC 5321 §3.1: "421 <domain> Service not available".
+        Listener::Smtp | Listener::Submission => format!(
+            "421 4.3.2 {} Too many connections, try again later\r\n",
+            exec.shared.cfg.server.hostname
+        ),
+        Listener::Imap => "* BYE [UNAVAILABLE] Too many connections, try again later\r\n".into(),
+        Listener::Pop3 => "-ERR [SYS/TEMP] Too many connections, try again later\r\n".into(),
+        Listener::Submissions | Listener::Imaps | Listener::Pop3s => String::new(),
     };
     if !busy.is_empty() {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = stream.write_all(busy).await;
+        let _ = stream.write_all(busy.as_bytes()).await;
     }
     let _ = stream.shutdown(std::net::Shutdown::Both).await;
 }
