@@ -13,6 +13,10 @@ use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Ciphertext read size while the client sends little (handshake, commands): idle
+/// connections, what floods are made of, keep only this much buffer while they wait.
+const TLS_READ_SMALL: usize = 2 * 1024;
+/// Ciphertext read size once a read filled the small buffer: one full TLS record.
 const TLS_READ_CHUNK: usize = 16 * 1024 + 512;
 
 /// A connection as it travels between executors: the socket plus TLS state, both `Send`.
@@ -41,6 +45,8 @@ pub struct Conn {
     tls: Option<Box<rustls::ServerConnection>>,
     /// Ciphertext read from the socket that rustls has not taken yet.
     pending_ciphertext: Vec<u8>,
+    /// How much ciphertext one read asks for (grows once the client sends in bulk).
+    tls_read_size: usize,
     peer: SocketAddr,
     out: Vec<u8>,
     /// The connection's place in the server-wide connection count, if it took one.
@@ -62,6 +68,7 @@ impl Conn {
             stream,
             tls: None,
             pending_ciphertext: Vec::new(),
+            tls_read_size: TLS_READ_SMALL,
             peer,
             out: Vec::new(),
             slot: None,
@@ -123,7 +130,7 @@ impl Conn {
     /// Feeds socket bytes to rustls; returns the ciphertext bytes read (0 = EOF).
     async fn fill_tls(&mut self) -> io::Result<usize> {
         if self.pending_ciphertext.is_empty() {
-            self.pending_ciphertext.resize(TLS_READ_CHUNK, 0);
+            self.pending_ciphertext.resize(self.tls_read_size, 0);
             let n = match self.stream.read(&mut self.pending_ciphertext).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -131,6 +138,9 @@ impl Conn {
                     return Err(e);
                 }
             };
+            if n == self.tls_read_size {
+                self.tls_read_size = TLS_READ_CHUNK;
+            }
             self.pending_ciphertext.truncate(n);
             if n == 0 {
                 return Ok(0);
@@ -303,6 +313,7 @@ impl Conn {
             stream,
             tls: parts.tls,
             pending_ciphertext: parts.pending_ciphertext,
+            tls_read_size: TLS_READ_SMALL,
             peer: parts.peer,
             out: Vec::new(),
             slot: parts.slot,
