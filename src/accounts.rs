@@ -260,20 +260,6 @@ impl AccountDb {
         }
         out.iter().any(|a| a == account)
     }
-
-    /// Checks a password for an account; false for unknown accounts (after the same work).
-    pub fn verify(&self, address: &str, password: &str) -> Option<String> {
-        let address = normalize(address).ok()?;
-        match self.accounts.get(&address) {
-            Some(acct) if verify_password(&acct.hash, password) => Some(address),
-            Some(_) => None,
-            None => {
-                // Spend the same time as a real check so timing does not reveal accounts.
-                let _ = verify_password(DUMMY_HASH, password);
-                None
-            }
-        }
-    }
 }
 
 /// A valid argon2id hash of nothing in particular, verified for unknown users so timing does not reveal accounts.

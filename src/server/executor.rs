@@ -122,16 +122,18 @@ impl Exec {
         password: &str,
         peer: Option<std::net::IpAddr>,
     ) -> Option<String> {
-        let known = |db: &AccountDb| {
-            crate::accounts::normalize(user).is_ok_and(|a| db.accounts.contains_key(&a))
+        let address = crate::accounts::normalize(user).ok();
+        let lookup = |db: &AccountDb| {
+            let a = address.as_ref()?;
+            db.accounts
+                .get(a)
+                .map(|acct| (a.clone(), acct.hash.clone()))
         };
-        if !known(&self.accounts()) {
+        let mut hash = lookup(&self.accounts());
+        if hash.is_none() {
             self.refresh_accounts(); // the account may have been added a moment ago
+            hash = lookup(&self.accounts());
         }
-        let db = self.accounts();
-        let hash = crate::accounts::normalize(user)
-            .ok()
-            .and_then(|a| db.accounts.get(&a).map(|acct| (a, acct.hash.clone())));
         let started = std::time::Instant::now();
         if let Some((a, h)) = &hash {
             if self.auth_cache.borrow().check(a, h, password) {
