@@ -65,11 +65,11 @@ fn imap_attacks() {
 }
 
 /// Silent SMTP and POP3 sessions are closed after the idle timeout, also once a POP3 login
-/// moved the connection to the executor that owns the account.
+/// moved the connection to the executor that owns the account; IMAP ones before login.
 #[test]
 fn idle_sessions_time_out_everywhere() {
     let mut s = attack_server("idle_timeout_secs = 2");
-    s.python("attack_idle.py", &[]);
+    s.python("attack_idle.py", &["2"]);
     assert_survived(&mut s);
 }
 

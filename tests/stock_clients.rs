@@ -2,8 +2,7 @@
 //! (headless, driven over Marionette) over IMAP(S), POP3(S) and SMTP; mbsync, offlineimap,
 //! imapfilter, mutt and neomutt over IMAP(S); fetchmail, getmail, mpop and s-nail over POP3(S)
 //! and IMAP(S); msmtp, mutt, s-nail, sendemail and swaks over submission, submissions and the
-//! MX port. Server bugs they uncovered are reproduced by tests at the end (fixed ones run; the
-//! one still open is `#[ignore]`d).
+//! MX port. Server bugs they uncovered are reproduced by tests at the end; all are fixed.
 //!
 //! Each test skips (with a line saying which package is missing) when its client is not
 //! installed; `.ci/run` installs them all. Every client run is bounded by `CLIENT_TIMEOUT` and
@@ -1699,7 +1698,7 @@ fn thunderbird_pop3_stls_leave_on_server() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Server bugs found while driving the clients (ignored until fixed; run with --ignored)
+// Server bugs found while driving the clients
 
 /// An account added with `ringpost user add` exists for the running server once the command
 /// has returned: a provisioning script that adds a user and sends a welcome mail right away
@@ -1759,9 +1758,8 @@ fn uid_fetch_of_a_uid_expunged_elsewhere_is_ok() {
 
 /// SIGTERM says goodbye to idle sessions before closing them: "* BYE" to an IMAP client in
 /// IDLE (every Thunderbird, mutt or K-9 session idles), "421" to an SMTP client between
-/// commands. Today both are cut silently once the 10 s grace period runs out.
+/// commands, at once rather than when the 10 s grace period runs out.
 #[test]
-#[ignore = "server bug: on SIGTERM idle IMAP/SMTP sessions are closed after 10 s with no * BYE / 421"]
 fn graceful_stop_says_goodbye_to_idle_sessions() {
     require!("python3" => "python3");
     let mut s = Server::new().start();

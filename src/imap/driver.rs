@@ -7,6 +7,7 @@ use super::shard_store::{RecentMarks, ShardStore};
 use crate::config::Listener;
 use crate::metrics::{self, Counter, Metric};
 use crate::net::{Conn, ConnParts};
+use crate::server::stop::{read_or_stop, ReadOrStop, StopSignal};
 use crate::server::{executor::Handoff, Exec};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 64 * 1024;
 /// RFC 3501 §5.4: an idle client may be logged out only after at least 30 minutes.
 const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
+/// Text of the `* BYE` an idle session gets when the server stops.
+const SHUTTING_DOWN: &str = "Server shutting down.";
 
 thread_local! {
     static RECENT: Rc<RecentMarks> = Rc::new(RecentMarks::default());
@@ -53,7 +56,14 @@ impl Handoff for ImapHandoff {
 }
 
 async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
-    let _ = conn.set_timeout(AUTOLOGOUT);
+    // RFC 3501 §5.4 asks for at least 30 minutes once logged in; before that the general idle
+    // timeout applies, so unauthenticated connections cannot be parked for half an hour.
+    let pre_login = Duration::from_secs(exec.shared.cfg.limits.idle_timeout_secs.max(1));
+    let _ = conn.set_timeout(if session.account().is_some() {
+        AUTOLOGOUT
+    } else {
+        pre_login
+    });
     let recent = RECENT.with(|r| r.clone());
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut started = Instant::now();
@@ -76,7 +86,22 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                 if flush(&mut conn, &mut session).await.is_err() {
                     break;
                 }
-                match conn.read(&mut chunk).await {
+                let read = if session.awaits_command() {
+                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping).await {
+                        ReadOrStop::Read(r) => r,
+                        ReadOrStop::Stopping => {
+                            session.bye(SHUTTING_DOWN);
+                            break;
+                        }
+                    }
+                } else {
+                    conn.read(&mut chunk).await
+                };
+                match read {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        session.bye("Autologout; idle for too long.");
+                        break;
+                    }
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         metrics::incr(Counter::BytesIn, n as u64);
@@ -110,6 +135,7 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                     started = Instant::now();
                 }
                 if let Some(a) = session.account().map(str::to_string) {
+                    let _ = conn.set_timeout(AUTOLOGOUT);
                     if !exec.owns_account(&a) {
                         if flush(&mut conn, &mut session).await.is_err() {
                             break;
@@ -123,7 +149,7 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
             }
             Step::Action(Action::Idle) => {
                 if flush(&mut conn, &mut session).await.is_err()
-                    || !idle(&mut conn, &mut session, &store, &mut chunk).await
+                    || !idle(&mut conn, &mut session, &store, &mut chunk, &exec.stopping).await
                 {
                     break;
                 }
@@ -143,6 +169,7 @@ async fn idle(
     session: &mut Session,
     store: &ShardStore<'_>,
     chunk: &mut [u8],
+    stopping: &StopSignal,
 ) -> bool {
     loop {
         let watch = session
@@ -153,20 +180,32 @@ async fn idle(
             Some((account, mailbox, seen)) => {
                 let changed = store.shard.mailbox_changed(&account, &mailbox, seen);
                 let input = conn.readable();
-                futures::pin_mut!(changed, input);
-                match futures::future::select(input, changed).await {
+                let stop = stopping.wait();
+                futures::pin_mut!(changed, input, stop);
+                match futures::future::select(input, futures::future::select(changed, stop)).await {
                     futures::future::Either::Left((r, _)) => {
                         if r.is_err() {
                             return false;
                         }
                         true
                     }
-                    futures::future::Either::Right(((), _)) => false,
+                    futures::future::Either::Right((futures::future::Either::Left(_), _)) => false,
+                    futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
+                        session.bye(SHUTTING_DOWN);
+                        return false;
+                    }
                 }
             }
         };
         if input_ready {
-            return match conn.read(chunk).await {
+            let read = match read_or_stop(conn, chunk, stopping).await {
+                ReadOrStop::Read(r) => r,
+                ReadOrStop::Stopping => {
+                    session.bye(SHUTTING_DOWN);
+                    return false;
+                }
+            };
+            return match read {
                 Ok(0) | Err(_) => false,
                 Ok(n) => {
                     metrics::incr(Counter::BytesIn, n as u64);

@@ -266,6 +266,12 @@ impl Session {
         }
     }
 
+    /// True when waiting for a new command (or for DONE in IDLE) with nothing partial buffered:
+    /// where a stopping server may say `* BYE` without cutting a command or literal in half.
+    pub fn awaits_command(&self) -> bool {
+        self.input.is_empty() && matches!(self.mode, Mode::Normal | Mode::Idle { .. })
+    }
+
     /// Ends the connection from the server side (shutdown, autologout): `* BYE text`.
     pub fn bye(&mut self, text: &str) {
         if self.is_closed() {

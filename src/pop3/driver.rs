@@ -8,6 +8,7 @@ use super::{
 use crate::config::Listener;
 use crate::metrics::{self, Metric};
 use crate::net::{Conn, ConnParts};
+use crate::server::stop::{read_or_stop, ReadOrStop};
 use crate::server::{executor::Handoff, Exec};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -88,7 +89,17 @@ async fn run(
                 if flush(&mut conn, &mut session).await.is_err() {
                     break;
                 }
-                match conn.read(&mut chunk).await {
+                // Between commands a stop just closes: POP3 has no unsolicited goodbye, and
+                // without QUIT nothing marked for deletion is removed (RFC 1939 §6).
+                let read = if inbuf.is_empty() {
+                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping).await {
+                        ReadOrStop::Read(r) => r,
+                        ReadOrStop::Stopping => break,
+                    }
+                } else {
+                    conn.read(&mut chunk).await
+                };
+                match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         metrics::incr(metrics::Counter::BytesIn, n as u64);

@@ -68,6 +68,8 @@ pub struct Exec {
     checking: RefCell<HashMap<std::net::IpAddr, usize>>,
     /// Message data this executor's sessions may hold in memory at once.
     pub message_memory: Rc<crate::net::MemoryBudget>,
+    /// Set when the graceful stop starts: idle sessions say goodbye and close.
+    pub stopping: super::stop::StopSignal,
 }
 
 impl Exec {
@@ -345,6 +347,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         auth_cache: RefCell::new(crate::accounts::AuthCache::new()),
         checking: RefCell::new(HashMap::new()),
         message_memory: crate::net::MemoryBudget::new(message_memory_share(&shared)),
+        stopping: super::stop::StopSignal::new(),
     });
     {
         let exec = exec.clone();
@@ -383,6 +386,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
     }
     shared.shutdown.wait().await;
     drop(listeners);
+    exec.stopping.trigger();
     let grace = Duration::from_secs(10);
     let started = std::time::Instant::now();
     while exec.active_sessions.get() > 0 && started.elapsed() < grace {

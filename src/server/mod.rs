@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod executor;
 pub mod listeners;
+pub mod stop;
 
 use crate::config::{Config, Source};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use crate::accounts::{self, AccountDb};
 use crate::config::{Config, Listener};
 use crate::metrics::{self, Counter, Metric, RejectReason};
 use crate::net::Conn;
+use crate::server::stop::{read_or_stop, ReadOrStop};
 use crate::server::Exec;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -128,7 +129,18 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                 if flush(&mut conn, &mut session).await.is_err() || session.wants_close() {
                     break;
                 }
-                match conn.read(&mut chunk).await {
+                let read = if inbuf.is_empty() && session.is_between_commands() {
+                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping).await {
+                        ReadOrStop::Read(r) => r,
+                        ReadOrStop::Stopping => {
+                            session.shutting_down();
+                            break;
+                        }
+                    }
+                } else {
+                    conn.read(&mut chunk).await
+                };
+                match read {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                         session.timed_out();
                         break;

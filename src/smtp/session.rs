@@ -406,6 +406,27 @@ impl Session {
         }
     }
 
+    /// True between commands with no message data in progress: where a stopping server may
+    /// say goodbye without cutting a message or an exchange in half.
+    pub fn is_between_commands(&self) -> bool {
+        matches!(self.mode, Mode::Command)
+            && self.pending.is_none()
+            && self.buffered_message_bytes() == 0
+    }
+
+    /// The server is stopping: queues `421 4.3.2` (RFC 5321 §3.8; RFC 3463 X.3.2 names an
+    /// imminent shutdown) and ends the session. The client retries later.
+    pub fn shutting_down(&mut self) {
+        if !self.closing {
+            let text = format!(
+                "{} Service shutting down, closing transmission channel",
+                self.cfg.hostname
+            );
+            write_reply(&mut self.out, 421, Some(st(4, 3, 2)), &text);
+            self.closing = true;
+        }
+    }
+
     /// Tells the session whether the server is short of memory for message data; while it is,
     /// DATA and the first BDAT of a message get `452 4.3.1` (RFC 5321 §4.2.5) instead of
     /// starting a message. The driver sets it before each [`Session::feed`].

@@ -1157,3 +1157,22 @@ fn search_save_partial_and_update() {
     let out = run(&mut s, &st, "l CANCELUPDATE \"f\"\r\n");
     assert!(out.starts_with("l NO"), "{out}");
 }
+
+#[test]
+fn a_stop_may_say_bye_only_between_commands() {
+    let st = store();
+    let mut s = selected(&st);
+    assert!(s.awaits_command());
+    // Half a command, or a literal being sent, must not be cut by a goodbye.
+    let _ = run(&mut s, &st, "A APPEND INBOX {10}\r\n");
+    assert!(!s.awaits_command());
+    let mut s = selected(&st);
+    let _ = run(&mut s, &st, "I IDLE\r\n");
+    assert!(s.awaits_command(), "a client in IDLE waits for the server");
+    s.bye("Server shutting down.");
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        "* BYE Server shutting down.\r\n"
+    );
+    assert!(s.is_closed());
+}

@@ -920,6 +920,33 @@ fn idle_timeout_says_421_once_and_closes() {
 }
 
 #[test]
+fn shutdown_says_421_between_commands_only() {
+    let mut s = session(ListenerKind::Mx, false);
+    let _ = feed(&mut s, b"EHLO c\r\n");
+    assert!(s.is_between_commands());
+    // Inside DATA the message must be let through (or time out), not cut.
+    let _ = feed(
+        &mut s,
+        b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\n",
+    );
+    assert!(!s.is_between_commands());
+    // So is a message assembled from BDAT chunks.
+    let mut s = session(ListenerKind::Mx, false);
+    let _ = feed(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nBDAT 3\r\nabc",
+    );
+    assert!(!s.is_between_commands());
+    let mut s = session(ListenerKind::Mx, false);
+    let _ = feed(&mut s, b"EHLO c\r\n");
+    s.shutting_down();
+    s.shutting_down();
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert_eq!(codes(&out), ["421 4.3.2"]);
+    assert!(s.wants_close());
+}
+
+#[test]
 fn memory_pressure_refuses_new_messages_with_452() {
     let mut s = session(ListenerKind::Mx, false);
     s.set_memory_pressure(true);
