@@ -67,7 +67,14 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
     let recent = RECENT.with(|r| r.clone());
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut started = Instant::now();
+    // Literals (APPEND) held in memory count against the executor's budget (net::budget),
+    // like SMTP message data; one that would not fit is refused before it is sent.
+    let mut hold = exec.message_memory.hold();
     loop {
+        let budget = &exec.message_memory;
+        session.set_memory_room(Some(
+            budget.limit().saturating_sub(budget.used()) + hold.held(),
+        ));
         // Before login any local shard will do: no mailbox is touched.
         let shard = match session.account() {
             Some(a) => exec.local_shard(a),
@@ -81,7 +88,9 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
             shard: &shard,
             recent: &recent,
         };
-        match session.step(&store).await {
+        let step = session.step(&store).await;
+        hold.set(session.committed_input());
+        match step {
             Step::NeedInput => {
                 if flush(&mut conn, &mut session).await.is_err() {
                     break;

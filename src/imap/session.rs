@@ -173,6 +173,12 @@ pub struct Session {
     output: Vec<u8>,
     /// Offset of the last synchronising literal answered with `+` in the pending command.
     literal_acked: usize,
+    /// End (offset in the input) of the last literal accepted in the pending command: input
+    /// up to there is on its way and counts as held.
+    literal_end: usize,
+    /// Octets of input this session may hold, from the executor's memory budget (set by the
+    /// driver; `None`: no limit). A literal that would not fit is refused before it is sent.
+    memory_room: Option<usize>,
 }
 
 /// Input buffer capacity above which it is shrunk again after a command.
@@ -201,6 +207,8 @@ impl Session {
             input: Vec::new(),
             output: Vec::new(),
             literal_acked: 0,
+            literal_end: 0,
+            memory_room: None,
         };
         let caps = s.capabilities();
         s.output.extend_from_slice(b"* OK [CAPABILITY ");
@@ -217,6 +225,17 @@ impl Session {
             return;
         }
         self.input.extend_from_slice(data);
+    }
+
+    /// Sets how many octets of input this session may hold (the executor's free message
+    /// memory plus what the session holds already); `None` lifts the limit.
+    pub fn set_memory_room(&mut self, room: Option<usize>) {
+        self.memory_room = room;
+    }
+
+    /// Octets of input held or on their way: a literal being received counts in full.
+    pub fn committed_input(&self) -> usize {
+        self.input.len().max(self.literal_end)
     }
 
     /// Bytes waiting to be sent.
@@ -521,8 +540,17 @@ impl Session {
                 Some(Step::NeedInput)
             }
             Err(ParseError::NeedLiteral {
-                non_sync, offset, ..
+                size,
+                non_sync,
+                offset,
             }) => {
+                let end = offset.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+                if end > self.literal_end {
+                    if self.memory_room.is_some_and(|room| end > room) {
+                        return Some(self.refuse_literal_for_memory(input, offset, non_sync));
+                    }
+                    self.literal_end = end;
+                }
                 if !non_sync && offset > self.literal_acked {
                     self.output
                         .extend_from_slice(b"+ Ready for literal data\r\n");
@@ -589,8 +617,29 @@ impl Session {
         }
     }
 
+    /// A literal announced while the executor is short of memory: a synchronising one is
+    /// answered NO before the client sends it (RFC 9051 7.1: UNAVAILABLE is a temporary
+    /// failure, to be retried); a non-synchronising one is already on its way, so the
+    /// connection ends after the NO.
+    fn refuse_literal_for_memory(&mut self, input: Vec<u8>, offset: usize, non_sync: bool) -> Step {
+        const TEXT: &str = "[UNAVAILABLE] Server is short of memory, try again later.";
+        let tag = command_tag(&input).map(<[u8]>::to_vec);
+        match &tag {
+            Some(t) => self.tagged(t, "NO", TEXT),
+            None => self.untagged(&format!("BAD {TEXT}")),
+        }
+        if non_sync {
+            self.bye(TEXT);
+            self.input.clear();
+            return Step::Action(Action::Close);
+        }
+        self.restore_input(input, offset);
+        Step::Completed("(rejected)")
+    }
+
     fn restore_input(&mut self, mut input: Vec<u8>, consumed: usize) {
         self.literal_acked = 0;
+        self.literal_end = 0;
         if matches!(self.mode, Mode::AwaitingTls | Mode::Closed) {
             // Bytes pipelined after STARTTLS (or after LOGOUT) are never executed.
             self.input.clear();
@@ -1009,4 +1058,11 @@ fn decode_plain(b64: &[u8]) -> Result<(String, String), &'static str> {
     let user = String::from_utf8(user.to_vec()).map_err(|_| "Login name is not UTF-8.")?;
     let pass = String::from_utf8(pass.to_vec()).map_err(|_| "Password is not UTF-8.")?;
     Ok((user, pass))
+}
+
+/// The tag of the command at the start of `input`, if it has a usable one.
+fn command_tag(input: &[u8]) -> Option<&[u8]> {
+    let end = memchr::memchr(b' ', input)?;
+    let tag = &input[..end];
+    (!tag.is_empty() && tag.iter().all(|&b| super::lexer::is_tag_char(b))).then_some(tag)
 }

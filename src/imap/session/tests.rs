@@ -1176,3 +1176,29 @@ fn a_stop_may_say_bye_only_between_commands() {
     );
     assert!(s.is_closed());
 }
+
+#[test]
+fn literals_that_do_not_fit_in_memory_are_refused_before_they_are_sent() {
+    let st = store();
+    let mut s = selected(&st);
+    s.set_memory_room(Some(100));
+    // Synchronising: NO instead of "+", and the session goes on.
+    let out = run(&mut s, &st, "A APPEND INBOX {200}\r\n");
+    assert_eq!(
+        out,
+        "A NO [UNAVAILABLE] Server is short of memory, try again later.\r\n"
+    );
+    assert_eq!(s.committed_input(), 0);
+    assert_eq!(run(&mut s, &st, "B NOOP\r\n"), "B OK NOOP completed.\r\n");
+    // One that fits is accepted and counts in full while it arrives.
+    let out = run(&mut s, &st, "C APPEND INBOX {40}\r\n");
+    assert_eq!(out, "+ Ready for literal data\r\n");
+    assert_eq!(s.committed_input(), "C APPEND INBOX {40}\r\n".len() + 40);
+    // Non-synchronising: already on its way, so the connection ends after the NO.
+    let mut s = selected(&st);
+    s.set_memory_room(Some(100));
+    let (out, action) = run_bytes(&mut s, &st, b"D APPEND INBOX {200+}\r\nxx");
+    assert!(out.starts_with("D NO [UNAVAILABLE]"), "{out}");
+    assert!(out.contains("* BYE [UNAVAILABLE]"), "{out}");
+    assert!(matches!(action, Some(Action::Close)));
+}
