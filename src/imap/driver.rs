@@ -95,16 +95,13 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                 if flush(&mut conn, &mut session).await.is_err() {
                     break;
                 }
-                let read = if session.awaits_command() {
-                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping).await {
-                        ReadOrStop::Read(r) => r,
-                        ReadOrStop::Stopping => {
-                            session.bye(SHUTTING_DOWN);
-                            break;
-                        }
+                let idle = session.awaits_command();
+                let read = match read_or_stop(&mut conn, &mut chunk, &exec.stopping, idle).await {
+                    ReadOrStop::Read(r) => r,
+                    ReadOrStop::Stopping => {
+                        session.bye(SHUTTING_DOWN);
+                        break;
                     }
-                } else {
-                    conn.read(&mut chunk).await
                 };
                 match read {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -207,7 +204,7 @@ async fn idle(
             }
         };
         if input_ready {
-            let read = match read_or_stop(conn, chunk, stopping).await {
+            let read = match read_or_stop(conn, chunk, stopping, true).await {
                 ReadOrStop::Read(r) => r,
                 ReadOrStop::Stopping => {
                     session.bye(SHUTTING_DOWN);

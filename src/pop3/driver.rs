@@ -91,14 +91,13 @@ async fn run(
                 }
                 // Between commands a stop just closes: POP3 has no unsolicited goodbye, and
                 // without QUIT nothing marked for deletion is removed (RFC 1939 §6).
-                let read = if inbuf.is_empty() {
-                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping).await {
+                let read =
+                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping, inbuf.is_empty())
+                        .await
+                    {
                         ReadOrStop::Read(r) => r,
                         ReadOrStop::Stopping => break,
-                    }
-                } else {
-                    conn.read(&mut chunk).await
-                };
+                    };
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {

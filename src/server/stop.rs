@@ -88,9 +88,17 @@ pub enum ReadOrStop {
     Stopping,
 }
 
-/// Reads from `conn` unless the server starts stopping first. Only for reads at a point where
-/// the session may end cleanly (between commands), since a stop drops the read.
-pub async fn read_or_stop(conn: &mut Conn, buf: &mut [u8], stop: &StopSignal) -> ReadOrStop {
+/// Reads from `conn`, unless the server starts stopping first and `may_stop` says the session
+/// is at a point where it may end cleanly (between commands): a stop drops the read.
+pub async fn read_or_stop(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    stop: &StopSignal,
+    may_stop: bool,
+) -> ReadOrStop {
+    if !may_stop {
+        return ReadOrStop::Read(conn.read(buf).await);
+    }
     if stop.is_triggered() {
         return ReadOrStop::Stopping;
     }

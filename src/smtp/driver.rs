@@ -129,16 +129,13 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                 if flush(&mut conn, &mut session).await.is_err() || session.wants_close() {
                     break;
                 }
-                let read = if inbuf.is_empty() && session.is_between_commands() {
-                    match read_or_stop(&mut conn, &mut chunk, &exec.stopping).await {
-                        ReadOrStop::Read(r) => r,
-                        ReadOrStop::Stopping => {
-                            session.shutting_down();
-                            break;
-                        }
+                let idle = inbuf.is_empty() && session.is_between_commands();
+                let read = match read_or_stop(&mut conn, &mut chunk, &exec.stopping, idle).await {
+                    ReadOrStop::Read(r) => r,
+                    ReadOrStop::Stopping => {
+                        session.shutting_down();
+                        break;
                     }
-                } else {
-                    conn.read(&mut chunk).await
                 };
                 match read {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
