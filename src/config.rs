@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -223,8 +224,10 @@ pub struct LimitsSection {
     pub max_recipients: usize,
     /// Longest command or text line.
     pub max_line_length: usize,
-    /// Seconds a session may sit idle (IMAP IDLE excepted: 30 minutes).
-    pub idle_timeout_secs: u64,
+    /// Seconds a session may sit idle. Unset, each protocol gets its RFC's figure: SMTP and
+    /// IMAP before login 300 (RFC 5321 §4.5.3.2), POP3 600 (RFC 1939 §3: "at least 10
+    /// minutes"). Logged-in IMAP sessions always get 31 minutes (RFC 3501 §5.4).
+    pub idle_timeout_secs: Option<u64>,
     /// Seconds a TLS handshake may take in all (implicit TLS and STARTTLS alike): a client
     /// that connects and never finishes its handshake is dropped after this, however slowly
     /// it trickles bytes.
@@ -239,13 +242,25 @@ pub struct LimitsSection {
     pub max_connections: usize,
 }
 
+impl LimitsSection {
+    /// How long an SMTP session, or an IMAP session before login, may sit idle.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.unwrap_or(300).max(1))
+    }
+
+    /// How long a POP3 session may sit idle.
+    pub fn pop3_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.unwrap_or(600).max(1))
+    }
+}
+
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_line_length: 4096,
-            idle_timeout_secs: 300,
+            idle_timeout_secs: None,
             tls_handshake_timeout_secs: 30,
             max_message_memory: 128 * 1024 * 1024,
             max_connections: 0,
@@ -441,6 +456,16 @@ host = "smtp.provider.example:587"
         assert_eq!(c.server.shards, 8);
         assert!(c.is_local_domain("example.ORG"));
         assert_eq!(c.listen.all().len(), 1);
+    }
+
+    #[test]
+    fn idle_timeouts_follow_each_rfc_unless_configured() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.idle_timeout(), Duration::from_secs(300));
+        assert_eq!(c.limits.pop3_idle_timeout(), Duration::from_secs(600));
+        let c = Config::parse("[limits]\nidle_timeout_secs = 2").unwrap();
+        assert_eq!(c.limits.idle_timeout(), Duration::from_secs(2));
+        assert_eq!(c.limits.pop3_idle_timeout(), Duration::from_secs(2));
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Handoff for ImapHandoff {
 async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
     // RFC 3501 §5.4 asks for at least 30 minutes once logged in; before that the general idle
     // timeout applies, so unauthenticated connections cannot be parked for half an hour.
-    let pre_login = Duration::from_secs(exec.shared.cfg.limits.idle_timeout_secs.max(1));
+    let pre_login = exec.shared.cfg.limits.idle_timeout();
     let _ = conn.set_timeout(if session.account().is_some() {
         AUTOLOGOUT
     } else {

@@ -189,7 +189,11 @@ pub async fn handshake(exec: &Exec, conn: &mut Conn) -> bool {
 }
 
 async fn serve_connection(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
-    let timeout = std::time::Duration::from_secs(exec.shared.cfg.limits.idle_timeout_secs.max(1));
+    let limits = &exec.shared.cfg.limits;
+    let timeout = match kind {
+        Listener::Pop3 | Listener::Pop3s => limits.pop3_idle_timeout(),
+        _ => limits.idle_timeout(),
+    };
     let _ = conn.set_timeout(timeout);
     if kind.implicit_tls() && !handshake(&exec, &mut conn).await {
         return;
