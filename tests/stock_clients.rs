@@ -173,18 +173,17 @@ impl<'a> Clients<'a> {
 
 /// Delivers a message to a local address over the MX port.
 fn deliver(s: &Server, to: &str, subject: &str, body: &str) {
-    let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", s.ports.smtp)])
-        .args(["--to", to, "--from", "sender@remote.example"])
-        .args(["--header", &format!("Subject: {subject}")])
-        .args(["--body", body])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "swaks: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let subject = format!("Subject: {subject}");
+    s.swaks(&[
+        "--to",
+        to,
+        "--from",
+        "sender@remote.example",
+        "--header",
+        &subject,
+        "--body",
+        body,
+    ]);
 }
 
 fn pass_of(user: &str) -> &'static str {

@@ -168,6 +168,16 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
     conn.close().await;
 }
 
+/// What ends a wait in IDLE.
+enum IdleWake {
+    /// The client sent something (or the connection failed).
+    Input(std::io::Result<()>),
+    /// The watched mailbox changed.
+    Changed,
+    /// The server is stopping.
+    Stopping,
+}
+
 /// Waits in IDLE until the client sends something (read and fed to the session) or the
 /// mailbox changes (untagged updates written). Returns false when the connection is gone.
 async fn idle(
@@ -184,19 +194,24 @@ async fn idle(
         let input_ready = match watch {
             None => true, // nothing to watch: just wait for DONE like any input
             Some((account, mailbox, seen)) => {
-                let changed = store.shard.mailbox_changed(&account, &mailbox, seen);
-                let input = conn.readable();
-                let stop = stopping.wait();
-                futures::pin_mut!(changed, input, stop);
-                match futures::future::select(input, futures::future::select(changed, stop)).await {
-                    futures::future::Either::Left((r, _)) => {
+                use futures::FutureExt;
+                let input = conn.readable().map(IdleWake::Input);
+                let changed = store
+                    .shard
+                    .mailbox_changed(&account, &mailbox, seen)
+                    .map(|()| IdleWake::Changed);
+                let stop = stopping.wait().map(|()| IdleWake::Stopping);
+                // Biased in this order: input first, so DONE is never lost to an update.
+                match futures_lite::future::or(input, futures_lite::future::or(changed, stop)).await
+                {
+                    IdleWake::Input(r) => {
                         if r.is_err() {
                             return false;
                         }
                         true
                     }
-                    futures::future::Either::Right((futures::future::Either::Left(_), _)) => false,
-                    futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
+                    IdleWake::Changed => false,
+                    IdleWake::Stopping => {
                         session.bye(SHUTTING_DOWN);
                         return false;
                     }

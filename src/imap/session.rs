@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 
-use super::parser::{parse_with, Command, CommandBody, Limits, ParseError};
+use super::parser::{parse_with, tag_of, Command, CommandBody, Limits, ParseError};
 use super::store::MailStore;
 use super::view::{MailboxGone, Selected, SyncOpts};
 
@@ -547,7 +547,10 @@ impl Session {
                 let end = offset.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
                 if end > self.literal_end {
                     if self.memory_room.is_some_and(|room| end > room) {
-                        return Some(self.refuse_literal_for_memory(input, offset, non_sync));
+                        // RFC 9051 7.1: UNAVAILABLE is a temporary failure, to be retried.
+                        const SHORT: &str =
+                            "[UNAVAILABLE] Server is short of memory, try again later.";
+                        return Some(self.refuse_literal(input, offset, non_sync, SHORT));
                     }
                     self.literal_end = end;
                 }
@@ -560,27 +563,9 @@ impl Session {
                 Some(Step::NeedInput)
             }
             Err(ParseError::LiteralTooLarge {
-                tag,
-                non_sync,
-                consumed,
-                ..
+                non_sync, consumed, ..
             }) => {
-                let tag = tag.map(<[u8]>::to_vec);
-                if non_sync {
-                    // The literal is already on its way: never parse it as commands.
-                    if let Some(t) = &tag {
-                        self.tagged(t, "NO", "[TOOBIG] Literal too large.");
-                    }
-                    self.bye("[TOOBIG] Literal too large.");
-                    self.input.clear();
-                    return Some(Step::Action(Action::Close));
-                }
-                match &tag {
-                    Some(t) => self.tagged(t, "NO", "[TOOBIG] Literal too large."),
-                    None => self.untagged("BAD [TOOBIG] Literal too large."),
-                }
-                self.restore_input(input, consumed);
-                Some(Step::Completed("(rejected)"))
+                Some(self.refuse_literal(input, consumed, non_sync, "[TOOBIG] Literal too large."))
             }
             Err(ParseError::LineTooLong { tag, skip_from }) => {
                 match tag {
@@ -617,23 +602,31 @@ impl Session {
         }
     }
 
-    /// A literal announced while the executor is short of memory: a synchronising one is
-    /// answered NO before the client sends it (RFC 9051 7.1: UNAVAILABLE is a temporary
-    /// failure, to be retried); a non-synchronising one is already on its way, so the
-    /// connection ends after the NO.
-    fn refuse_literal_for_memory(&mut self, input: Vec<u8>, offset: usize, non_sync: bool) -> Step {
-        const TEXT: &str = "[UNAVAILABLE] Server is short of memory, try again later.";
-        let tag = command_tag(&input).map(<[u8]>::to_vec);
-        match &tag {
-            Some(t) => self.tagged(t, "NO", TEXT),
-            None => self.untagged(&format!("BAD {TEXT}")),
-        }
+    /// Refuses a literal before it is read. The client of a synchronising one sends nothing
+    /// more of the command: NO (BAD without a usable tag), skip `consumed`, go on. A
+    /// non-synchronising one is already on its way and must never be parsed as commands, so
+    /// the connection ends after the NO.
+    fn refuse_literal(
+        &mut self,
+        input: Vec<u8>,
+        consumed: usize,
+        non_sync: bool,
+        text: &str,
+    ) -> Step {
+        let tag = tag_of(&input).map(<[u8]>::to_vec);
         if non_sync {
-            self.bye(TEXT);
+            if let Some(t) = &tag {
+                self.tagged(t, "NO", text);
+            }
+            self.bye(text);
             self.input.clear();
             return Step::Action(Action::Close);
         }
-        self.restore_input(input, offset);
+        match &tag {
+            Some(t) => self.tagged(t, "NO", text),
+            None => self.untagged(&format!("BAD {text}")),
+        }
+        self.restore_input(input, consumed);
         Step::Completed("(rejected)")
     }
 
@@ -1058,11 +1051,4 @@ fn decode_plain(b64: &[u8]) -> Result<(String, String), &'static str> {
     let user = String::from_utf8(user.to_vec()).map_err(|_| "Login name is not UTF-8.")?;
     let pass = String::from_utf8(pass.to_vec()).map_err(|_| "Password is not UTF-8.")?;
     Ok((user, pass))
-}
-
-/// The tag of the command at the start of `input`, if it has a usable one.
-fn command_tag(input: &[u8]) -> Option<&[u8]> {
-    let end = memchr::memchr(b' ', input)?;
-    let tag = &input[..end];
-    (!tag.is_empty() && tag.iter().all(|&b| super::lexer::is_tag_char(b))).then_some(tag)
 }

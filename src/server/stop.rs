@@ -66,7 +66,14 @@ impl Future for Wait<'_> {
             signal.next_id.set(id + 1);
             id
         });
-        signal.waiters.borrow_mut().insert(id, cx.waker().clone());
+        let mut waiters = signal.waiters.borrow_mut();
+        match waiters.get_mut(&id) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                waiters.insert(id, cx.waker().clone());
+            }
+        }
         Poll::Pending
     }
 }

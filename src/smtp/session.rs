@@ -399,9 +399,14 @@ impl Session {
     /// The client sent nothing for the idle timeout: queues `421 4.4.2` (RFC 5321 §4.5.3.2
     /// lets the server close; saying why helps the client's logs) and ends the session.
     pub fn timed_out(&mut self) {
+        self.close_with_421(st(4, 4, 2), "Error: timeout exceeded");
+    }
+
+    /// Queues one `421 <status> <hostname> <text>` and ends the session (once).
+    fn close_with_421(&mut self, status: EnhancedStatus, text: &str) {
         if !self.closing {
-            let text = format!("{} Error: timeout exceeded", self.cfg.hostname);
-            write_reply(&mut self.out, 421, Some(st(4, 4, 2)), &text);
+            let text = format!("{} {text}", self.cfg.hostname);
+            write_reply(&mut self.out, 421, Some(status), &text);
             self.closing = true;
         }
     }
@@ -417,14 +422,10 @@ impl Session {
     /// The server is stopping: queues `421 4.3.2` (RFC 5321 §3.8; RFC 3463 X.3.2 names an
     /// imminent shutdown) and ends the session. The client retries later.
     pub fn shutting_down(&mut self) {
-        if !self.closing {
-            let text = format!(
-                "{} Service shutting down, closing transmission channel",
-                self.cfg.hostname
-            );
-            write_reply(&mut self.out, 421, Some(st(4, 3, 2)), &text);
-            self.closing = true;
-        }
+        self.close_with_421(
+            st(4, 3, 2),
+            "Service shutting down, closing transmission channel",
+        );
     }
 
     /// Tells the session whether the server is short of memory for message data; while it is,

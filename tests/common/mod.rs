@@ -382,9 +382,14 @@ impl Raw {
 impl Server {
     /// Delivers one message over the MX port with swaks.
     pub fn swaks_deliver(&self, to: &str, body: &str) {
+        self.swaks(&["--to", to, "--from", "x@remote.example", "--body", body]);
+    }
+
+    /// Runs swaks against the MX port with `args`; asserts it succeeded.
+    pub fn swaks(&self, args: &[&str]) {
         let out = Command::new("swaks")
             .args(["--server", &format!("127.0.0.1:{}", self.ports.smtp)])
-            .args(["--to", to, "--from", "x@remote.example", "--body", body])
+            .args(args)
             .output()
             .unwrap();
         assert!(
