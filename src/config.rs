@@ -59,6 +59,9 @@ pub struct ServerSection {
     pub shards: u32,
     /// Executors; 0 = one per available core.
     pub executors: usize,
+    /// Pin each executor to its own core. Off by default: pinned executors share every core
+    /// with whatever else runs on the host and get preempted there instead of moving.
+    pub pin_executors: bool,
     /// Log filter when RUST_LOG is not set (tracing EnvFilter syntax).
     pub log: String,
 }
@@ -70,6 +73,7 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("./ringpost-data"),
             shards: 16,
             executors: 0,
+            pin_executors: false,
             log: "info".into(),
         }
     }
@@ -424,6 +428,7 @@ mod tests {
         assert_eq!(c.server.hostname, "localhost");
         assert!(c.listen.all().is_empty());
         assert_eq!(c.limits.max_recipients, 100);
+        assert!(!c.server.pin_executors);
     }
 
     #[test]
@@ -441,6 +446,7 @@ mod tests {
 hostname = "mail.example.org"
 data_dir = "/tmp/x"
 shards = 8
+pin_executors = true
 [domains]
 local = ["Example.org."]
 [listen]
@@ -454,6 +460,7 @@ host = "smtp.provider.example:587"
         )
         .unwrap();
         assert_eq!(c.server.shards, 8);
+        assert!(c.server.pin_executors);
         assert!(c.is_local_domain("example.ORG"));
         assert_eq!(c.listen.all().len(), 1);
     }

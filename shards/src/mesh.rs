@@ -402,6 +402,7 @@ mod tests {
             executors,
             mesh_capacity,
             name: "mesh-test".to_string(),
+            pin: false,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The executor pool: one glommio `LocalExecutor` per core, pinned, joined by a full mesh.
+//! The executor pool: one glommio `LocalExecutor` per core (pinned on request), joined by a full
+//! mesh.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -28,6 +29,10 @@ pub struct PoolOptions {
     pub mesh_capacity: usize,
     /// Thread name prefix (glommio appends `-<id>`).
     pub name: String,
+    /// Pin executors one per core. Unpinned, the kernel places them: on a host where other
+    /// processes are busy too (a load generator, a spam filter), a pinned executor is preempted
+    /// on its core instead of moving to an idle one.
+    pub pin: bool,
 }
 
 impl Default for PoolOptions {
@@ -36,6 +41,7 @@ impl Default for PoolOptions {
             executors: 0,
             mesh_capacity: 128,
             name: "ringpost".to_string(),
+            pin: false,
         }
     }
 }
@@ -96,8 +102,9 @@ pub fn resolve_executors(executors: usize) -> usize {
 /// Starts the executors, joins them in a full mesh, runs `f(ctx)` on each and returns every
 /// executor's result in executor-id order once all have finished and the mesh is torn down.
 ///
-/// Executors are pinned one per core (glommio `MaxSpread` over the CPUs this process may use)
-/// when there are enough cores, unpinned otherwise (with a warning). An executor keeps serving
+/// With `opts.pin`, executors are pinned one per core (glommio `MaxSpread` over the CPUs this
+/// process may use) when there are enough cores, unpinned otherwise (with a warning); without
+/// it they are not pinned. An executor keeps serving
 /// its peers after its own `f` finished, until every `f` has; calls made after that (from tasks
 /// that outlive `f`) fail with [`crate::MeshError::Closed`]. A panic in `f` or in a request
 /// handler is caught, the pool still shuts down in order, and the panic comes back as
@@ -113,7 +120,11 @@ where
 {
     let executors = resolve_executors(opts.executors);
     let capacity = opts.mesh_capacity.max(1);
-    let placement = choose_placement(executors);
+    let placement = if opts.pin {
+        choose_placement(executors)
+    } else {
+        PoolPlacement::Unbound(executors)
+    };
     let pinned = !matches!(placement, PoolPlacement::Unbound(_));
     let handles = match spawn_pool::<Req, Resp, F, Fut, T>(&opts.name, placement, capacity, &f) {
         Ok(handles) => handles,
@@ -335,7 +346,25 @@ mod tests {
             executors,
             mesh_capacity: 4,
             name: "pool-test".to_string(),
+            pin: false,
         }
+    }
+
+    #[test]
+    fn executors_float_unless_pinning_is_asked_for() {
+        let process = allowed_cpus().expect("affinity mask").len();
+        let cpus_of_executor =
+            |_ctx: Ctx<(), ()>| async move { allowed_cpus().map(|cpus| cpus.len()).unwrap_or(0) };
+        let floating = run(opts(1), cpus_of_executor);
+        assert_eq!(floating.ok(), Some(vec![process]));
+        let pinned = run(
+            PoolOptions {
+                pin: true,
+                ..opts(1)
+            },
+            cpus_of_executor,
+        );
+        assert_eq!(pinned.ok(), Some(vec![1]));
     }
 
     #[test]

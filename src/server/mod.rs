@@ -126,6 +126,7 @@ pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
         executors,
         mesh_capacity: 1024,
         name: "ringpost".into(),
+        pin: shared.cfg.server.pin_executors,
     };
     let results = shards::run(opts, move |ctx| executor::run(ctx, shared.clone()))
         .map_err(|e| ServerError::Pool(e.to_string()))?;
