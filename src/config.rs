@@ -244,6 +244,10 @@ pub struct LimitsSection {
     /// file-descriptor limit (kept with a reserve for the data files) allows fewer. Over the
     /// limit a client gets a "too busy" greeting and is disconnected.
     pub max_connections: usize,
+    /// Bytes of mail each account may store (all its mailboxes); unset = no quota. At or over
+    /// it, SMTP RCPT gets `452 4.2.2` (the sender retries later) and IMAP APPEND, COPY and
+    /// MOVE get `NO [OVERQUOTA]`; IMAP advertises QUOTA and answers GETQUOTA(ROOT).
+    pub quota_bytes: Option<u64>,
 }
 
 impl LimitsSection {
@@ -268,6 +272,7 @@ impl Default for LimitsSection {
             tls_handshake_timeout_secs: 30,
             max_message_memory: 128 * 1024 * 1024,
             max_connections: 0,
+            quota_bytes: None,
         }
     }
 }
@@ -379,6 +384,9 @@ impl Config {
         if self.limits.tls_handshake_timeout_secs < 1 {
             return bad("limits.tls_handshake_timeout_secs must be at least 1".into());
         }
+        if self.limits.quota_bytes == Some(0) {
+            return bad("limits.quota_bytes must be at least 1 (leave it out for no quota)".into());
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key must be given together".into());
         }
@@ -429,6 +437,7 @@ mod tests {
         assert!(c.listen.all().is_empty());
         assert_eq!(c.limits.max_recipients, 100);
         assert!(!c.server.pin_executors);
+        assert_eq!(c.limits.quota_bytes, None);
     }
 
     #[test]
@@ -454,6 +463,7 @@ smtp = "127.0.0.1:2525"
 metrics = "127.0.0.1:9025"
 [limits]
 max_message_size = 1000000
+quota_bytes = 1048576
 [relay]
 host = "smtp.provider.example:587"
 "#,
@@ -461,6 +471,7 @@ host = "smtp.provider.example:587"
         .unwrap();
         assert_eq!(c.server.shards, 8);
         assert!(c.server.pin_executors);
+        assert_eq!(c.limits.quota_bytes, Some(1 << 20));
         assert!(c.is_local_domain("example.ORG"));
         assert_eq!(c.listen.all().len(), 1);
     }
@@ -491,6 +502,10 @@ host = "smtp.provider.example:587"
         ));
         assert!(matches!(
             Config::parse("[tls]\ncert = \"/a\""),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::parse("[limits]\nquota_bytes = 0"),
             Err(ConfigError::Invalid(_))
         ));
     }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod pop3;
+pub mod quota;
 pub mod server;
 pub mod smtp;
 pub mod tls;

@@ -335,3 +335,12 @@ fn one_message_fans_out_to_every_shard_exactly_once() {
     let s = s.start();
     s.python("fanout.py", &[&n.to_string()]);
 }
+
+/// limits.quota_bytes: a full account gets 452 4.2.2 at RCPT (others still get mail), IMAP shows
+/// the usage and refuses APPEND, and expunging makes room again.
+#[test]
+fn quota_refuses_mail_for_a_full_account_until_it_makes_room() {
+    let s = Server::with_extra_config("quota_bytes = 20000").start();
+    let out = s.python("quota.py", &[]);
+    assert!(out.contains("quota ok"), "{out}");
+}

@@ -124,10 +124,12 @@ impl<'a> Clients<'a> {
                 break st;
             }
             if Instant::now() > deadline {
+                // Before the kill: who holds unread bytes tells a server stall from a client one.
+                let sockets = sockets(self.s);
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n--- stdout\n{}\n--- stderr\n{}\n--- server log\n{}",
+                    "{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n--- stdout\n{}\n--- stderr\n{}\n--- server log\n{}\n--- sockets\n{sockets}",
                     fs::read_to_string(&out_path).unwrap_or_default(),
                     fs::read_to_string(&err_path).unwrap_or_default(),
                     tail(&self.s.log_text(), 40)
@@ -172,6 +174,31 @@ impl<'a> Clients<'a> {
 }
 
 /// Delivers a message to a local address over the MX port.
+/// The TCP connections of the server's ports with their queues and state (`ss -tni`).
+fn sockets(s: &Server) -> String {
+    let p = s.ports;
+    let filter = [
+        p.smtp,
+        p.submission,
+        p.submissions,
+        p.imap,
+        p.imaps,
+        p.pop3,
+        p.pop3s,
+    ]
+    .iter()
+    .map(|port| format!("sport = :{port}"))
+    .collect::<Vec<_>>()
+    .join(" or ");
+    match Command::new("ss")
+        .args(["-tni", &format!("( {filter} )")])
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("ss: {e}"),
+    }
+}
+
 fn deliver(s: &Server, to: &str, subject: &str, body: &str) {
     let subject = format!("Subject: {subject}");
     s.swaks(&[

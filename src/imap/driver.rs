@@ -31,6 +31,7 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, conn: Conn) {
         implicit_tls: kind.implicit_tls(),
         max_literal: l.max_message_size,
         max_line: l.max_line_length.max(65536),
+        quota_bytes: l.quota_bytes,
         ..SessionConfig::default()
     };
     let session = Session::new(cfg, conn.is_tls());

@@ -320,11 +320,16 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
     let mut owned = HashMap::new();
     for s in shards::shards_of(id as u32, shared.executors as u32, shared.shards) {
         let opts = storage::ShardOptions {
-            observer: Some(Rc::new(super::StorageMetrics)),
+            observer: Some(Rc::new(super::StorageMetrics {
+                shared: shared.clone(),
+            })),
             ..Default::default()
         };
         match Shard::open(&data_dir, s, opts).await {
             Ok(shard) => {
+                for (account, bytes) in shard.account_usage() {
+                    shared.quota.update(&account, bytes);
+                }
                 owned.insert(s, shard);
             }
             Err(e) => {

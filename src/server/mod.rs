@@ -64,6 +64,8 @@ pub struct Shared {
     pub shutdown: shards::Shutdown,
     /// Executors that finished start-up.
     pub ready: std::sync::atomic::AtomicUsize,
+    /// Accounts at or over `limits.quota_bytes`.
+    pub quota: crate::quota::QuotaBoard,
 }
 
 /// Installs the tracing subscriber: RUST_LOG wins over `server.log`.
@@ -114,7 +116,9 @@ pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
         Source::File(p) => tracing::info!(config = %p.display(), "config loaded"),
         Source::Embedded => tracing::info!("no config file: embedded defaults"),
     }
+    let quota = crate::quota::QuotaBoard::new(cfg.limits.quota_bytes);
     let shared = Arc::new(Shared {
+        quota,
         cfg,
         tls,
         shards: manifest.shards,
@@ -146,10 +150,20 @@ pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
     }
 }
 
-/// Feeds storage timings into this executor's histograms.
-pub struct StorageMetrics;
+/// Feeds storage timings into this executor's histograms, and account usage into the quota
+/// board.
+pub struct StorageMetrics {
+    /// Server-wide state (the quota board).
+    pub shared: Arc<Shared>,
+}
 
 impl storage::StorageObserver for StorageMetrics {
+    fn wants_usage(&self) -> bool {
+        self.shared.quota.limit().is_some()
+    }
+    fn usage(&self, account: &str, bytes: u64) {
+        self.shared.quota.update(account, bytes);
+    }
     fn append(&self, micros: u64) {
         crate::metrics::record(
             crate::metrics::Metric::StorageAppend,

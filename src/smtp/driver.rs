@@ -82,6 +82,10 @@ impl Directory for Dir<'_> {
         self.lookup(&self.exec.accounts(), addr)
     }
 
+    fn is_full(&self, account: &str) -> bool {
+        self.exec.shared.quota.is_full(account)
+    }
+
     fn may_send_as(&self, account: &str, from: &str) -> bool {
         self.exec.accounts().may_send_as(account, from) || {
             self.exec.refresh_accounts();

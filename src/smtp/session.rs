@@ -138,6 +138,10 @@ pub trait Directory {
     fn resolve(&self, addr: &str) -> Resolution;
     /// Whether the authenticated `account` may use `from` as its envelope sender.
     fn may_send_as(&self, account: &str, from: &str) -> bool;
+    /// Whether `account` is at or over its quota (new mail must wait).
+    fn is_full(&self, _account: &str) -> bool {
+        false
+    }
 }
 
 /// SASL mechanisms the session decodes.
@@ -932,6 +936,17 @@ impl Session {
             return self.canned(NEED_MAIL);
         };
         match resolution {
+            Resolution::Local(accounts) if accounts.iter().any(|a| dir.is_full(a)) => {
+                // RFC 5321 §4.5.3.1.10: a full mailbox at RCPT is temporary (452, not 552); an
+                // alias is refused whole rather than leaving out one of its accounts. Not a
+                // client error: it does not count towards the error limit.
+                write_reply(
+                    &mut self.out,
+                    452,
+                    Some(st(4, 2, 2)),
+                    "Error: mailbox full, try again later",
+                );
+            }
             Resolution::Local(accounts) if !accounts.is_empty() => {
                 if !tx.has_rcpt(&addr) {
                     tx.rcpts_local.push(LocalRecipient {

@@ -136,6 +136,11 @@ impl MailboxIndex {
         self.messages().len() as u32
     }
 
+    /// Bytes of this mailbox's visible messages.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.messages().iter().map(|m| u64::from(m.size)).sum()
+    }
+
     pub(crate) fn info(&self, subscribed: bool) -> MailboxInfo {
         let msgs = self.messages();
         MailboxInfo {
@@ -150,7 +155,7 @@ impl MailboxIndex {
                 .iter()
                 .filter(|m| m.flags & u64::from(flags::SEEN) == 0)
                 .count() as u32,
-            size: msgs.iter().map(|m| u64::from(m.size)).sum(),
+            size: self.bytes(),
         }
     }
 
@@ -172,6 +177,13 @@ impl MailboxIndex {
 pub(crate) type Touched = [Option<(u64, u32)>; 2];
 
 impl Index {
+    /// Bytes of all visible messages of `account` (0 for an unknown account).
+    pub(crate) fn account_bytes(&self, account: &str) -> u64 {
+        self.accounts
+            .get(account)
+            .map_or(0, |a| a.mailboxes.values().map(MailboxIndex::bytes).sum())
+    }
+
     pub(crate) fn mailbox(&self, account: &str, name: &str) -> Option<&MailboxIndex> {
         self.accounts
             .get(account)?

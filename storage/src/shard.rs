@@ -46,6 +46,13 @@ pub trait StorageObserver {
     fn commit(&self, records: usize, bytes: usize, fdatasync_micros: u64);
     /// One body read took `micros`.
     fn read(&self, micros: u64);
+    /// Whether to call [`StorageObserver::usage`]: finding an account's usage costs a pass
+    /// over its messages after every durable change to it.
+    fn wants_usage(&self) -> bool {
+        false
+    }
+    /// After a durable change to `account`, its messages take `bytes` in all (for quotas).
+    fn usage(&self, _account: &str, _bytes: u64) {}
 }
 
 /// Tuning of a shard.
@@ -693,6 +700,16 @@ impl Shard {
             .collect()
     }
 
+    /// Every account of this shard with the bytes its messages take (for quotas at start-up).
+    pub fn account_usage(&self) -> Vec<(String, u64)> {
+        let index = self.index.borrow();
+        index
+            .accounts
+            .keys()
+            .map(|a| (a.clone(), index.account_bytes(a)))
+            .collect()
+    }
+
     /// One mailbox's summary (STATUS).
     pub fn mailbox_info(&self, account: &str, mailbox: &str) -> Option<MailboxInfo> {
         let index = self.index.borrow();
@@ -1107,9 +1124,14 @@ impl Shard {
         if touches.is_empty() {
             return;
         }
+        let observer = self.opts.observer.as_ref().filter(|o| o.wants_usage());
+        let mut touched_accounts: Vec<Rc<str>> = Vec::new();
         let mut index = self.index.borrow_mut();
         let mut watchers = self.watchers.borrow_mut();
         for t in touches {
+            if observer.is_some() && !touched_accounts.contains(&t.account) {
+                touched_accounts.push(t.account.clone());
+            }
             if let Some(acct) = index.accounts.get_mut(t.account.as_ref()) {
                 if let Some(mb) = acct.mailboxes.values_mut().find(|m| m.mid == t.mid) {
                     mb.visible_uidnext = mb.visible_uidnext.max(t.uidnext.min(mb.uidnext));
@@ -1125,6 +1147,21 @@ impl Shard {
                 if let Some(list) = watchers.remove(&(t.account.to_string(), mid)) {
                     list.into_iter().for_each(Waker::wake);
                 }
+            }
+        }
+        drop(watchers);
+        // After the loop: a batch may touch several mailboxes of one account (MOVE).
+        let usage: Vec<(Rc<str>, u64)> = touched_accounts
+            .into_iter()
+            .map(|a| {
+                let bytes = index.account_bytes(&a);
+                (a, bytes)
+            })
+            .collect();
+        drop(index);
+        if let Some(o) = observer {
+            for (account, bytes) in usage {
+                o.usage(&account, bytes);
             }
         }
     }

@@ -6,7 +6,8 @@ use crate::log::{segment_name, Pos};
 use crate::*;
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -1197,5 +1198,54 @@ fn reading_a_body_not_yet_written_waits_for_its_commit() {
             "queued body".as_bytes()
         );
         assert_eq!(fut.await.unwrap(), pending[0].id);
+    });
+}
+
+/// Records what the usage observer was told, last value per account.
+#[derive(Default)]
+struct Usage(RefCell<HashMap<String, u64>>);
+
+impl StorageObserver for Usage {
+    fn append(&self, _: u64) {}
+    fn commit(&self, _: usize, _: usize, _: u64) {}
+    fn read(&self, _: u64) {}
+    fn wants_usage(&self) -> bool {
+        true
+    }
+    fn usage(&self, account: &str, bytes: u64) {
+        self.0.borrow_mut().insert(account.to_string(), bytes);
+    }
+}
+
+#[test]
+fn usage_is_reported_after_deliveries_expunges_and_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let usage = Rc::new(Usage::default());
+        let mut o = opts();
+        o.observer = Some(usage.clone());
+        let shard = Shard::open(&data, 0, o).await.unwrap();
+        let first = shard
+            .deliver(&parts("0123456789"), &["a@x", "b@x"], 0)
+            .await
+            .unwrap();
+        shard.deliver(&parts("abcde"), &["a@x"], 0).await.unwrap();
+        assert_eq!(usage.0.borrow().get("a@x"), Some(&15));
+        assert_eq!(usage.0.borrow().get("b@x"), Some(&10));
+        shard
+            .expunge("a@x", "INBOX", &[first[0].uid])
+            .await
+            .unwrap();
+        assert_eq!(usage.0.borrow().get("a@x"), Some(&5));
+        let mut all = shard.account_usage();
+        all.sort();
+        assert_eq!(all, vec![("a@x".to_string(), 5), ("b@x".to_string(), 10)]);
+        crash(shard).await;
+        // After a restart the totals come from the recovered index.
+        let shard = Shard::open(&data, 0, opts()).await.unwrap();
+        let mut all = shard.account_usage();
+        all.sort();
+        assert_eq!(all, vec![("a@x".to_string(), 5), ("b@x".to_string(), 10)]);
     });
 }

@@ -7,7 +7,8 @@ use super::*;
 
 const HOST: &str = "mx.example.org";
 
-/// example.org is local: alice, bob, team (alias to both) and postmaster@mx.example.org.
+/// example.org is local: alice, bob, team (alias to both), full (over its quota), crew (alias
+/// to bob and full) and postmaster@mx.example.org.
 #[derive(Default)]
 struct Dir {
     lookups: Cell<usize>,
@@ -23,10 +24,11 @@ impl Directory for Dir {
             return Resolution::NonLocal;
         }
         match local {
-            "alice" | "bob" | "postmaster" => {
+            "alice" | "bob" | "full" | "postmaster" => {
                 Resolution::Local(vec![format!("{local}@example.org")])
             }
             "team" => Resolution::Local(vec!["alice@example.org".into(), "bob@example.org".into()]),
+            "crew" => Resolution::Local(vec!["bob@example.org".into(), "full@example.org".into()]),
             _ if local.starts_with("user") => {
                 Resolution::Local(vec![format!("{local}@example.org")])
             }
@@ -36,6 +38,10 @@ impl Directory for Dir {
 
     fn may_send_as(&self, account: &str, from: &str) -> bool {
         account == from
+    }
+
+    fn is_full(&self, account: &str) -> bool {
+        account == "full@example.org"
     }
 }
 
@@ -459,6 +465,29 @@ fn unknown_local_user_and_postmaster() {
     assert_eq!(envs[0].from, "");
     assert_eq!(envs[0].rcpts_local[0].address, "postmaster@mx.example.org");
     assert!(envs[0].prefix.starts_with(b"Return-Path: <>\r\n"));
+}
+
+#[test]
+fn full_mailbox_is_a_temporary_452_at_rcpt() {
+    let mut s = session(ListenerKind::Mx, false);
+    let (out, envs) = converse(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<full@example.org>\r\n\
+          RCPT TO:<crew@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(
+        &codes(&out)[1..6],
+        [
+            "250 2.1.0",
+            "452 4.2.2",
+            "452 4.2.2",
+            "250 2.1.5",
+            "354 End"
+        ]
+    );
+    assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].rcpts_local.len(), 1);
+    assert_eq!(envs[0].rcpts_local[0].address, "bob@example.org");
 }
 
 #[test]
