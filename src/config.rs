@@ -245,8 +245,9 @@ pub struct LimitsSection {
     /// limit a client gets a "too busy" greeting and is disconnected.
     pub max_connections: usize,
     /// Bytes of mail each account may store (all its mailboxes); unset = no quota. At or over
-    /// it, SMTP RCPT gets `452 4.2.2` (the sender retries later) and IMAP APPEND, COPY and
-    /// MOVE get `NO [OVERQUOTA]`; IMAP advertises QUOTA and answers GETQUOTA(ROOT).
+    /// it, SMTP RCPT gets `452 4.2.2` (the sender retries later) and an IMAP APPEND or COPY
+    /// that would pass it gets `NO [OVERQUOTA]` (MOVE adds nothing and stays allowed); IMAP
+    /// advertises QUOTA and answers GETQUOTA(ROOT).
     pub quota_bytes: Option<u64>,
 }
 
