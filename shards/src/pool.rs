@@ -106,10 +106,10 @@ pub fn resolve_executors(executors: usize) -> usize {
 /// process may use) when there are enough cores, unpinned otherwise (with a warning); without
 /// it they are not pinned. An executor keeps serving its peers after its own `f` finished,
 /// until every `f` has; calls made after that (from tasks that outlive `f`) fail with
-/// [`crate::MeshError::Closed`]. A panic in `f` or in a request
-/// handler is caught, the pool still shuts down in order, and the panic comes back as
-/// [`PoolError::Panicked`]. A panic in a task you spawned yourself kills that executor thread
-/// and glommio leaks its channels, which can hang the pool: catch panics in such tasks.
+/// [`crate::MeshError::Closed`]. A panic in `f` or in a request handler is caught, the pool
+/// still shuts down in order, and the panic comes back as [`PoolError::Panicked`]. A panic in a
+/// task you spawned yourself kills that executor thread and glommio leaks its channels, which
+/// can hang the pool: catch panics in such tasks.
 pub fn run<Req, Resp, F, Fut, T>(opts: PoolOptions, f: F) -> Result<Vec<T>, PoolError>
 where
     Req: Send + 'static,
