@@ -157,6 +157,33 @@ fn imap_append_memory_budget_refuses_with_unavailable() {
     assert_survived(&mut s);
 }
 
+/// Thirty clients FETCH a 10 MB message and never read it. Without a cap the server would hold
+/// one body per client (about 300 MB); the responses waiting for them count against the
+/// executor's output memory (12 MiB here), so one is held and the others get NO [UNAVAILABLE].
+#[test]
+fn imap_fetch_by_stalled_readers_stays_within_output_memory() {
+    let mut s = attack_server("max_message_size = 12582912\nmax_message_memory = 25165824");
+    let big = s.dir.path().join("big.eml");
+    let line = "x".repeat(998) + "\r\n";
+    std::fs::write(&big, format!("Subject: big\r\n\r\n{}", line.repeat(10_000))).unwrap();
+    let data = format!("@{}", big.display());
+    s.swaks(&[
+        "--to",
+        "carol@example.org",
+        "--from",
+        "big@remote.example",
+        "--data",
+        &data,
+    ]);
+    let pid = pid(&s);
+    let out = s.python(
+        "attack_imap_memory.py",
+        &["fetch", "30", "10000000", "3", &pid, "100"],
+    );
+    println!("{out}");
+    assert_survived(&mut s);
+}
+
 /// Twenty clients holding 900 KB messages at once against a 4 MiB budget: some are told to
 /// come back later (452 4.3.1), the others are stored, nobody gets anything else.
 #[test]

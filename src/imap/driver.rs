@@ -71,10 +71,16 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
     // Literals (APPEND) held in memory count against the executor's budget (net::budget),
     // like SMTP message data; one that would not fit is refused before it is sent.
     let mut hold = exec.message_memory.hold();
+    // Responses waiting for a slow reader count against the executor's output memory.
+    let mut out_hold = exec.output_memory.hold();
     loop {
         let budget = &exec.message_memory;
         session.set_memory_room(Some(
             budget.limit().saturating_sub(budget.used()) + hold.held(),
+        ));
+        let out_budget = &exec.output_memory;
+        session.set_output_room(Some(
+            out_budget.limit().saturating_sub(out_budget.used()) + out_hold.held(),
         ));
         // Before login any local shard will do: no mailbox is touched.
         let shard = match session.account() {
@@ -91,6 +97,7 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
         };
         let step = session.step(&store).await;
         hold.set(session.committed_input());
+        out_hold.set(session.output().len());
         match step {
             Step::NeedInput => {
                 if flush(&mut conn, &mut session).await.is_err() {

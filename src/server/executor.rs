@@ -68,6 +68,10 @@ pub struct Exec {
     checking: RefCell<HashMap<std::net::IpAddr, usize>>,
     /// Message data this executor's sessions may hold in memory at once.
     pub message_memory: Rc<crate::net::MemoryBudget>,
+    /// Responses with message bodies (IMAP FETCH) held while clients are slow to read them:
+    /// the same share as `message_memory`, counted apart so stalled readers cannot starve
+    /// SMTP of memory for incoming mail.
+    pub output_memory: Rc<crate::net::MemoryBudget>,
     /// Set when the graceful stop starts: idle sessions say goodbye and close.
     pub stopping: super::stop::StopSignal,
 }
@@ -352,6 +356,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         auth_cache: RefCell::new(crate::accounts::AuthCache::new()),
         checking: RefCell::new(HashMap::new()),
         message_memory: crate::net::MemoryBudget::new(message_memory_share(&shared)),
+        output_memory: crate::net::MemoryBudget::new(message_memory_share(&shared)),
         stopping: super::stop::StopSignal::new(),
     });
     {

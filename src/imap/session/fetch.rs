@@ -248,6 +248,10 @@ pub(super) struct FetchJob {
     expunged: bool,
     /// UIDs this FETCH set `\Seen` on and has not reported yet.
     seen_now: Vec<u32>,
+    /// The next body does not fit in the output room: pause so the output can be written.
+    pause_for_room: bool,
+    /// Paused for room already; if the body still does not fit, refuse.
+    waited_for_room: bool,
 }
 
 impl Session {
@@ -292,6 +296,8 @@ impl Session {
             pos: 0,
             expunged: false,
             seen_now: Vec::new(),
+            pause_for_room: false,
+            waited_for_room: false,
         };
         self.run_fetch(store, job).await
     }
@@ -309,7 +315,8 @@ impl Session {
                 Ok(done) => job.pos += done,
                 Err(r) => return Some(r),
             }
-            if self.output.len() >= FLUSH_AT && job.pos < job.indices.len() {
+            let wait = std::mem::take(&mut job.pause_for_room);
+            if (wait || self.output.len() >= FLUSH_AT) && job.pos < job.indices.len() {
                 self.mode = Mode::Fetching(Box::new(job));
                 return None;
             }
@@ -397,6 +404,20 @@ impl Session {
             self.fetch_gone(job, &gone, &keywords);
         }
         for t in &targets {
+            if body_needed && self.short_of_output_room(t.size) {
+                if self.output.is_empty() || job.waited_for_room {
+                    // Our own output is written and the body still does not fit: the
+                    // executor's output memory is held by other sessions (clients that stopped
+                    // reading). RFC 9051 §7.1: UNAVAILABLE is temporary.
+                    return Err(Reply::no(
+                        "[UNAVAILABLE] Server is short of memory, try again later.",
+                    ));
+                }
+                job.waited_for_room = true;
+                job.pause_for_room = true;
+                return Ok(indices.partition_point(|&i| i < t.idx));
+            }
+            job.waited_for_room = false;
             let body = if body_needed {
                 match store.read_body(t.body).await {
                     Ok(b) => Some(b),

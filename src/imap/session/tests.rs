@@ -988,6 +988,42 @@ mod fuzz {
 }
 
 #[test]
+fn fetch_needs_output_room_for_a_body() {
+    let st = store();
+    let big = "z".repeat(100 * 1024);
+    st.deliver("user", "INBOX", b"Subject: small\r\n\r\nhi\r\n", 0);
+    st.deliver("user", "INBOX", big.as_bytes(), 0);
+    let mut s = selected(&st);
+    // Room for the small message, not for 100 KiB.
+    s.set_output_room(Some(64 * 1024));
+    let out = run(&mut s, &st, "a FETCH 2 BODY.PEEK[]\r\n");
+    assert!(out.starts_with("a NO [UNAVAILABLE]"), "{out}");
+    // The small one is answered; the big one waits for the output to drain, then is refused.
+    s.feed(b"b FETCH 1:2 BODY.PEEK[]\r\n");
+    assert!(matches!(block_on(s.step(&st)), Step::Flush));
+    let first = String::from_utf8(s.take_output()).unwrap();
+    assert!(
+        first.starts_with("* 1 FETCH (BODY[] {") && !first.contains("b "),
+        "{first}"
+    );
+    let rest = run(&mut s, &st, "");
+    assert!(rest.starts_with("b NO [UNAVAILABLE]"), "{rest}");
+    // Flags and sizes need no body and no room.
+    let out = run(&mut s, &st, "c FETCH 2 (FLAGS RFC822.SIZE)\r\n");
+    assert!(
+        out.contains("RFC822.SIZE 102400") && out.contains("c OK"),
+        "{out}"
+    );
+    // With room, the same FETCH is answered.
+    s.set_output_room(Some(1 << 20));
+    let out = run(&mut s, &st, "d FETCH 2 BODY.PEEK[]\r\n");
+    assert!(
+        out.contains("BODY[] {102400}") && out.contains("d OK"),
+        "{out}"
+    );
+}
+
+#[test]
 fn long_fetch_is_answered_in_slices() {
     let st = store();
     let body = "y".repeat(100 * 1024);
