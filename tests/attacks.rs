@@ -184,6 +184,31 @@ fn imap_fetch_by_stalled_readers_stays_within_output_memory() {
     assert_survived(&mut s);
 }
 
+/// POP3 the same way: three accounts on two executors RETR a 10 MB message and never read it;
+/// where two share an executor, one is told to come back later instead of being held.
+#[test]
+fn pop3_retr_by_stalled_readers_stays_within_output_memory() {
+    let mut s = attack_server("max_message_size = 12582912\nmax_message_memory = 25165824");
+    let big = s.dir.path().join("big.eml");
+    let line = "x".repeat(998) + "\r\n";
+    std::fs::write(&big, format!("Subject: big\r\n\r\n{}", line.repeat(10_000))).unwrap();
+    let data = format!("@{}", big.display());
+    for (user, _) in common::USERS {
+        s.swaks(&[
+            "--to",
+            user,
+            "--from",
+            "big@remote.example",
+            "--data",
+            &data,
+        ]);
+    }
+    let pid = pid(&s);
+    let out = s.python("attack_pop3_memory.py", &["10000000", &pid, "40"]);
+    println!("{out}");
+    assert_survived(&mut s);
+}
+
 /// Twenty clients holding 900 KB messages at once against a 4 MiB budget: some are told to
 /// come back later (452 4.3.1), the others are stored, nobody gets anything else.
 #[test]

@@ -9,6 +9,7 @@ use crate::metrics::{self, Counter, Metric};
 use crate::net::{Conn, ConnParts};
 use crate::server::stop::{read_or_stop, ReadOrStop, StopSignal};
 use crate::server::{executor::Handoff, Exec};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -71,16 +72,13 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
     // Literals (APPEND) held in memory count against the executor's budget (net::budget),
     // like SMTP message data; one that would not fit is refused before it is sent.
     let mut hold = exec.message_memory.hold();
-    // Responses waiting for a slow reader count against the executor's output memory.
-    let mut out_hold = exec.output_memory.hold();
+    // Responses waiting for a slow reader count against the executor's output memory: a FETCH
+    // claims room for each body before reading it (MailStore::claim_output).
+    let output = RefCell::new(exec.output_memory.hold());
     loop {
         let budget = &exec.message_memory;
         session.set_memory_room(Some(
             budget.limit().saturating_sub(budget.used()) + hold.held(),
-        ));
-        let out_budget = &exec.output_memory;
-        session.set_output_room(Some(
-            out_budget.limit().saturating_sub(out_budget.used()) + out_hold.held(),
         ));
         // Before login any local shard will do: no mailbox is touched.
         let shard = match session.account() {
@@ -94,10 +92,11 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
         let store = ShardStore {
             shard: &shard,
             recent: &recent,
+            output: &output,
         };
         let step = session.step(&store).await;
         hold.set(session.committed_input());
-        out_hold.set(session.output().len());
+        output.borrow_mut().set(session.output().len());
         match step {
             Step::NeedInput => {
                 if flush(&mut conn, &mut session).await.is_err() {

@@ -179,9 +179,6 @@ pub struct Session {
     /// Octets of input this session may hold, from the executor's memory budget (set by the
     /// driver; `None`: no limit). A literal that would not fit is refused before it is sent.
     memory_room: Option<usize>,
-    /// Octets of response this session may hold (the executor's free output memory plus what
-    /// the session holds already); `None` is no limit.
-    output_room: Option<usize>,
 }
 
 /// Input buffer capacity above which it is shrunk again after a command.
@@ -212,7 +209,6 @@ impl Session {
             literal_acked: 0,
             literal_end: 0,
             memory_room: None,
-            output_room: None,
         };
         let caps = s.capabilities();
         s.output.extend_from_slice(b"* OK [CAPABILITY ");
@@ -235,22 +231,6 @@ impl Session {
     /// memory plus what the session holds already); `None` lifts the limit.
     pub fn set_memory_room(&mut self, room: Option<usize>) {
         self.memory_room = room;
-    }
-
-    /// Sets how many octets of response this session may hold (the executor's free output
-    /// memory plus what the session holds already); `None` lifts the limit. A FETCH that
-    /// would need a message body beyond it first lets its output drain, then answers
-    /// `NO [UNAVAILABLE]`, so clients that stop reading cannot make the server hold a body each.
-    pub fn set_output_room(&mut self, room: Option<usize>) {
-        self.output_room = room;
-    }
-
-    /// Whether a response carrying a message body of `size` octets would not fit in the output
-    /// room next to what is already waiting to be sent. (The room is never below the largest
-    /// message accepted, so on an otherwise idle executor any stored message fits.)
-    pub(crate) fn short_of_output_room(&self, size: u32) -> bool {
-        self.output_room
-            .is_some_and(|room| self.output.len().saturating_add(size as usize) > room)
     }
 
     /// Octets of input held or on their way: a literal being received counts in full.

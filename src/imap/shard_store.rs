@@ -7,6 +7,7 @@ use super::store::{
     AppendResult, CopyResult, FlagOp, FlagUpdate, MailStore, MailboxInfo, MailboxView, MessageView,
     SpecialUse, StoreError, StoreOutcome,
 };
+use crate::net::Hold;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ pub struct ShardStore<'a> {
     pub shard: &'a Shard,
     /// This executor's `\Recent` marks.
     pub recent: &'a RecentMarks,
+    /// The session's claim on the executor's output memory.
+    pub output: &'a RefCell<Hold>,
 }
 
 fn err(e: StorageError) -> StoreError {
@@ -106,6 +109,15 @@ impl MailStore for ShardStore<'_> {
     type Body = BodyRef;
     type Message = MessageMeta;
     type Index = MailboxIndex;
+
+    fn claim_output(&self, bytes: usize) -> bool {
+        let mut hold = self.output.borrow_mut();
+        if !hold.fits(bytes) {
+            return false;
+        }
+        hold.set(bytes);
+        true
+    }
 
     async fn ensure_account(&self, account: &str) -> Result<(), StoreError> {
         self.shard

@@ -277,6 +277,13 @@ pub trait MailStore {
     ) -> Result<CopyResult, StoreError>;
     /// The exact message bytes.
     async fn read_body(&self, body: Self::Body) -> Result<Bytes, StoreError>;
+    /// Claims `bytes` of memory for this session's responses (all its pending output, a body
+    /// about to be read included), replacing its previous claim; false when they do not fit
+    /// next to what other sessions hold. Responses wait in memory until the client reads them,
+    /// so this keeps clients that stop reading from making the server hold a body each.
+    fn claim_output(&self, _bytes: usize) -> bool {
+        true
+    }
     /// A number that changes whenever the mailbox changes (for IDLE).
     fn mailbox_version(&self, account: &str, mailbox: &str) -> u64;
     /// Resolves when the mailbox version differs from `seen_version`.
@@ -453,12 +460,19 @@ impl MemInner {
 #[derive(Default)]
 pub struct MemStore {
     inner: Mutex<MemInner>,
+    /// Largest output claim granted ([`MailStore::claim_output`]); `None` is no limit.
+    output_limit: Mutex<Option<usize>>,
 }
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Grants output claims only up to `limit` bytes (`None`: any).
+    pub fn set_output_limit(&self, limit: Option<usize>) {
+        *self.output_limit.lock().unwrap_or_else(|e| e.into_inner()) = limit;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
@@ -782,6 +796,11 @@ impl MailStore for MemStore {
         let moved: Vec<u32> = r.pairs.iter().map(|p| p.0).collect();
         self.expunge(account, from, &moved).await?;
         Ok(r)
+    }
+
+    fn claim_output(&self, bytes: usize) -> bool {
+        let limit = *self.output_limit.lock().unwrap_or_else(|e| e.into_inner());
+        limit.is_none_or(|l| bytes <= l)
     }
 
     async fn read_body(&self, body: MemBody) -> Result<Bytes, StoreError> {

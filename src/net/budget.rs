@@ -83,6 +83,11 @@ impl Hold {
         bytes == 0 || used <= self.budget.limit
     }
 
+    /// Whether holding `bytes` instead of what this session holds now stays within the limit.
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.budget.used.get() - self.held + bytes <= self.budget.limit
+    }
+
     /// Octets this session holds.
     pub fn held(&self) -> usize {
         self.held
@@ -121,6 +126,19 @@ mod tests {
         assert!(a.set(10));
         drop(a);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn fits_counts_what_the_holder_would_give_back() {
+        let b = MemoryBudget::new(100);
+        let mut a = b.hold();
+        let mut c = b.hold();
+        assert!(a.set(70));
+        assert!(c.fits(30));
+        assert!(!c.fits(31));
+        assert!(a.fits(100));
+        assert!(c.set(30));
+        assert!(!a.fits(71));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::config::Listener;
 use crate::metrics::{self, Metric};
-use crate::net::{Conn, ConnParts};
+use crate::net::{Conn, ConnParts, Hold};
 use crate::server::stop::{read_or_stop, ReadOrStop};
 use crate::server::{executor::Handoff, Exec};
 use std::rc::Rc;
@@ -73,6 +73,8 @@ async fn run(
     mut pending: Option<Action>,
 ) {
     let mut lock: Option<MaildropLock> = None;
+    // This session's claim on the executor's output memory (responses waiting for the client).
+    let mut output = exec.output_memory.hold();
     let mut started = Instant::now();
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
@@ -86,7 +88,7 @@ async fn run(
         };
         match event {
             Event::NeedInput => {
-                if flush(&mut conn, &mut session).await.is_err() {
+                if flush(&mut conn, &mut session, &mut output).await.is_err() {
                     break;
                 }
                 // Between commands a stop just closes: POP3 has no unsolicited goodbye, and
@@ -108,7 +110,7 @@ async fn run(
                 started = Instant::now();
             }
             Event::Flush => {
-                if flush(&mut conn, &mut session).await.is_err() {
+                if flush(&mut conn, &mut session, &mut output).await.is_err() {
                     break;
                 }
             }
@@ -150,7 +152,24 @@ async fn run(
             }
             Event::Action(Action::Fetch { uid }) => {
                 let r = match lock.as_ref() {
-                    Some(l) => fetch(&exec, &l.account, uid).await,
+                    Some(l) => {
+                        // A response waits in memory until the client reads it: claim room
+                        // for the body in the executor's output memory before reading it,
+                        // after our own pending output is written if need be.
+                        let size = message_size(&exec, &l.account, uid);
+                        if !output.fits(session.output_len() + size)
+                            && flush(&mut conn, &mut session, &mut output).await.is_err()
+                        {
+                            break;
+                        }
+                        let claim = session.output_len() + size;
+                        if output.fits(claim) {
+                            output.set(claim);
+                            fetch(&exec, &l.account, uid).await
+                        } else {
+                            Err(FetchError::ShortOfMemory)
+                        }
+                    }
                     None => Err(FetchError::Unavailable),
                 };
                 if session.body_result(r).is_err() {
@@ -179,7 +198,7 @@ async fn run(
             }
             Event::AwaitingResult => break,
             Event::StartTls => {
-                if flush(&mut conn, &mut session).await.is_err() {
+                if flush(&mut conn, &mut session, &mut output).await.is_err() {
                     break;
                 }
                 // RFC 2595: nothing the client pipelined after STLS may be acted on.
@@ -191,7 +210,7 @@ async fn run(
                 }
             }
             Event::Close => {
-                let _ = flush(&mut conn, &mut session).await;
+                let _ = flush(&mut conn, &mut session, &mut output).await;
                 break;
             }
         }
@@ -200,13 +219,29 @@ async fn run(
     conn.close().await;
 }
 
-async fn flush(conn: &mut Conn, session: &mut Session) -> std::io::Result<()> {
+async fn flush(conn: &mut Conn, session: &mut Session, output: &mut Hold) -> std::io::Result<()> {
     let out = session.take_output();
     if out.is_empty() {
         return Ok(());
     }
     metrics::incr(metrics::Counter::BytesOut, out.len() as u64);
-    conn.write_all(&out).await
+    // Held until the client has taken it.
+    output.set(out.len());
+    let r = conn.write_all(&out).await;
+    output.set(0);
+    r
+}
+
+/// Size of an INBOX message (0 when it is gone: the fetch then reports that).
+fn message_size(exec: &Exec, account: &str, uid: u32) -> usize {
+    exec.local_shard(account)
+        .and_then(|shard| {
+            shard.with_mailbox(account, storage::INBOX, |mb| {
+                mb.find(uid).map(|m| m.size as usize)
+            })
+        })
+        .flatten()
+        .unwrap_or(0)
 }
 
 /// Locks the account's maildrop (RFC 1939 exclusive access) and snapshots its INBOX.

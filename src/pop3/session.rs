@@ -138,6 +138,9 @@ pub enum FetchError {
     /// Storage failed for a reason that may pass.
     #[error("[SYS/TEMP] unable to read message")]
     Unavailable,
+    /// The executor's output memory is held by clients that are slow to read: try later.
+    #[error("[SYS/TEMP] server is short of memory, try again later")]
+    ShortOfMemory,
 }
 
 /// What the driver should do after [`Session::process`].
@@ -266,6 +269,11 @@ impl Session {
     /// Drop `n` sent bytes from the front of the output.
     pub fn consume_output(&mut self, n: usize) {
         self.out.advance(n.min(self.out.len()));
+    }
+
+    /// Octets of output waiting to be taken.
+    pub fn output_len(&self) -> usize {
+        self.out.len()
     }
 
     /// Take all pending output without copying it.

@@ -404,7 +404,7 @@ impl Session {
             self.fetch_gone(job, &gone, &keywords);
         }
         for t in &targets {
-            if body_needed && self.short_of_output_room(t.size) {
+            if body_needed && !store.claim_output(self.output.len() + t.size as usize) {
                 if self.output.is_empty() || job.waited_for_room {
                     // Our own output is written and the body still does not fit: the
                     // executor's output memory is held by other sessions (clients that stopped

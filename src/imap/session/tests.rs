@@ -995,7 +995,7 @@ fn fetch_needs_output_room_for_a_body() {
     st.deliver("user", "INBOX", big.as_bytes(), 0);
     let mut s = selected(&st);
     // Room for the small message, not for 100 KiB.
-    s.set_output_room(Some(64 * 1024));
+    st.set_output_limit(Some(64 * 1024));
     let out = run(&mut s, &st, "a FETCH 2 BODY.PEEK[]\r\n");
     assert!(out.starts_with("a NO [UNAVAILABLE]"), "{out}");
     // The small one is answered; the big one waits for the output to drain, then is refused.
@@ -1015,7 +1015,7 @@ fn fetch_needs_output_room_for_a_body() {
         "{out}"
     );
     // With room, the same FETCH is answered.
-    s.set_output_room(Some(1 << 20));
+    st.set_output_limit(None);
     let out = run(&mut s, &st, "d FETCH 2 BODY.PEEK[]\r\n");
     assert!(
         out.contains("BODY[] {102400}") && out.contains("d OK"),
