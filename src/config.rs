@@ -238,7 +238,9 @@ pub struct LimitsSection {
     pub tls_handshake_timeout_secs: u64,
     /// Octets of incoming message data all SMTP sessions together may hold in memory; a
     /// message that would go beyond it is refused with `452 4.3.1` (the client retries later).
-    /// Each executor gets an equal share, never less than `max_message_size`.
+    /// Each executor gets an equal share, never less than `max_message_size`. Responses with
+    /// message bodies waiting for slow readers (IMAP FETCH, POP3 RETR) get as much again,
+    /// counted apart; beyond it they are refused with a temporary error.
     pub max_message_memory: u64,
     /// Connections served at once (all listeners); 0 = 20000, or fewer if the
     /// file-descriptor limit (kept with a reserve for the data files) allows fewer. Over the
