@@ -157,24 +157,33 @@ fn imap_append_memory_budget_refuses_with_unavailable() {
     assert_survived(&mut s);
 }
 
+/// A server with 12 MiB of message and output memory per executor, and a 10 MB message (10,000
+/// lines of 1,000 octets) delivered to each of `to`.
+fn server_with_big_messages(to: &[&str]) -> Server {
+    let s = attack_server("max_message_size = 12582912\nmax_message_memory = 25165824");
+    let big = s.dir.path().join("big.eml");
+    let line = "x".repeat(998) + "\r\n";
+    std::fs::write(&big, format!("Subject: big\r\n\r\n{}", line.repeat(10_000))).unwrap();
+    let data = format!("@{}", big.display());
+    for user in to {
+        s.swaks(&[
+            "--to",
+            user,
+            "--from",
+            "big@remote.example",
+            "--data",
+            &data,
+        ]);
+    }
+    s
+}
+
 /// Thirty clients FETCH a 10 MB message and never read it. Without a cap the server would hold
 /// one body per client (about 300 MB); the responses waiting for them count against the
 /// executor's output memory (12 MiB here), so one is held and the others get NO [UNAVAILABLE].
 #[test]
 fn imap_fetch_by_stalled_readers_stays_within_output_memory() {
-    let mut s = attack_server("max_message_size = 12582912\nmax_message_memory = 25165824");
-    let big = s.dir.path().join("big.eml");
-    let line = "x".repeat(998) + "\r\n";
-    std::fs::write(&big, format!("Subject: big\r\n\r\n{}", line.repeat(10_000))).unwrap();
-    let data = format!("@{}", big.display());
-    s.swaks(&[
-        "--to",
-        "carol@example.org",
-        "--from",
-        "big@remote.example",
-        "--data",
-        &data,
-    ]);
+    let mut s = server_with_big_messages(&["carol@example.org"]);
     let pid = pid(&s);
     let out = s.python(
         "attack_imap_memory.py",
@@ -188,21 +197,8 @@ fn imap_fetch_by_stalled_readers_stays_within_output_memory() {
 /// where two share an executor, one is told to come back later instead of being held.
 #[test]
 fn pop3_retr_by_stalled_readers_stays_within_output_memory() {
-    let mut s = attack_server("max_message_size = 12582912\nmax_message_memory = 25165824");
-    let big = s.dir.path().join("big.eml");
-    let line = "x".repeat(998) + "\r\n";
-    std::fs::write(&big, format!("Subject: big\r\n\r\n{}", line.repeat(10_000))).unwrap();
-    let data = format!("@{}", big.display());
-    for (user, _) in common::USERS {
-        s.swaks(&[
-            "--to",
-            user,
-            "--from",
-            "big@remote.example",
-            "--data",
-            &data,
-        ]);
-    }
+    let users: Vec<&str> = common::USERS.iter().map(|(u, _)| *u).collect();
+    let mut s = server_with_big_messages(&users);
     let pid = pid(&s);
     let out = s.python("attack_pop3_memory.py", &["10000000", &pid, "40"]);
     println!("{out}");
