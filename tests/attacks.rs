@@ -193,6 +193,15 @@ fn imap_fetch_by_stalled_readers_stays_within_output_memory() {
     assert_survived(&mut s);
 }
 
+/// Output memory is claimed while a response waits, not for as long as the client stays: after
+/// one session has read a 10 MB message, another can FETCH it too.
+#[test]
+fn imap_output_memory_is_given_back_once_written() {
+    let s = server_with_big_messages(&["carol@example.org"]);
+    let out = s.python("imap_output_released.py", &[]);
+    assert!(out.contains("output released ok"), "{out}");
+}
+
 /// POP3 the same way: three accounts on two executors RETR a 10 MB message and never read it;
 /// where two share an executor, one is told to come back later instead of being held.
 #[test]

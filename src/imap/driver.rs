@@ -102,6 +102,8 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                 if flush(&mut conn, &mut session).await.is_err() {
                     break;
                 }
+                // Everything is written: a client that now waits claims no output memory.
+                output.borrow_mut().set(0);
                 let idle = session.awaits_command();
                 let read = match read_or_stop(&mut conn, &mut chunk, &exec.stopping, idle).await {
                     ReadOrStop::Read(r) => r,
@@ -161,9 +163,11 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                 }
             }
             Step::Action(Action::Idle) => {
-                if flush(&mut conn, &mut session).await.is_err()
-                    || !idle(&mut conn, &mut session, &store, &mut chunk, &exec.stopping).await
-                {
+                if flush(&mut conn, &mut session).await.is_err() {
+                    break;
+                }
+                output.borrow_mut().set(0);
+                if !idle(&mut conn, &mut session, &store, &mut chunk, &exec.stopping).await {
                     break;
                 }
                 started = Instant::now();
