@@ -76,10 +76,7 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
     // claims room for each body before reading it (MailStore::claim_output).
     let output = RefCell::new(exec.output_memory.hold());
     loop {
-        let budget = &exec.message_memory;
-        session.set_memory_room(Some(
-            budget.limit().saturating_sub(budget.used()) + hold.held(),
-        ));
+        session.set_memory_room(Some(hold.room()));
         // Before login any local shard will do: no mailbox is touched.
         let shard = match session.account() {
             Some(a) => exec.local_shard(a),

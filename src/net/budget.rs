@@ -83,9 +83,16 @@ impl Hold {
         bytes == 0 || used <= self.budget.limit
     }
 
+    /// Octets this session could hold in all: the executor's free room plus what it holds now.
+    pub fn room(&self) -> usize {
+        self.budget
+            .limit
+            .saturating_sub(self.budget.used.get() - self.held)
+    }
+
     /// Whether holding `bytes` instead of what this session holds now stays within the limit.
     pub fn fits(&self, bytes: usize) -> bool {
-        self.budget.used.get() - self.held + bytes <= self.budget.limit
+        bytes <= self.room()
     }
 
     /// Octets this session holds.

@@ -10,9 +10,11 @@ use crate::metrics::{self, Metric};
 use crate::net::{Conn, ConnParts, Hold};
 use crate::server::stop::{read_or_stop, ReadOrStop};
 use crate::server::{executor::Handoff, Exec};
+use bytes::Bytes;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
+use storage::{BodyRef, Shard};
 
 const READ_CHUNK: usize = 8192;
 
@@ -152,24 +154,27 @@ async fn run(
             }
             Event::Action(Action::Fetch { uid }) => {
                 let r = match lock.as_ref() {
-                    Some(l) => {
-                        // A response waits in memory until the client reads it: claim room
-                        // for the body in the executor's output memory before reading it,
-                        // after our own pending output is written if need be.
-                        let size = message_size(&exec, &l.account, uid);
-                        if !output.fits(session.output_len() + size)
-                            && flush(&mut conn, &mut session, &mut output).await.is_err()
-                        {
-                            break;
+                    Some(l) => match locate(&exec, &l.account, uid) {
+                        Ok((shard, body)) => {
+                            // A response waits in memory until the client reads it: claim room
+                            // for the body in the executor's output memory before reading it,
+                            // after our own pending output is written if need be.
+                            let size = body.len() as usize;
+                            if !output.fits(session.output_len() + size)
+                                && flush(&mut conn, &mut session, &mut output).await.is_err()
+                            {
+                                break;
+                            }
+                            let claim = session.output_len() + size;
+                            if output.fits(claim) {
+                                output.set(claim);
+                                read(&shard, body, &l.account, uid).await
+                            } else {
+                                Err(FetchError::ShortOfMemory)
+                            }
                         }
-                        let claim = session.output_len() + size;
-                        if output.fits(claim) {
-                            output.set(claim);
-                            fetch(&exec, &l.account, uid).await
-                        } else {
-                            Err(FetchError::ShortOfMemory)
-                        }
-                    }
+                        Err(e) => Err(e),
+                    },
                     None => Err(FetchError::Unavailable),
                 };
                 if session.body_result(r).is_err() {
@@ -232,18 +237,6 @@ async fn flush(conn: &mut Conn, session: &mut Session, output: &mut Hold) -> std
     r
 }
 
-/// Size of an INBOX message (0 when it is gone: the fetch then reports that).
-fn message_size(exec: &Exec, account: &str, uid: u32) -> usize {
-    exec.local_shard(account)
-        .and_then(|shard| {
-            shard.with_mailbox(account, storage::INBOX, |mb| {
-                mb.find(uid).map(|m| m.size as usize)
-            })
-        })
-        .flatten()
-        .unwrap_or(0)
-}
-
 /// Locks the account's maildrop (RFC 1939 exclusive access) and snapshots its INBOX.
 async fn open_maildrop(exec: &Rc<Exec>, account: &str) -> Result<Maildrop, MaildropError> {
     let shard = exec
@@ -276,12 +269,18 @@ async fn open_maildrop(exec: &Rc<Exec>, account: &str) -> Result<Maildrop, Maild
     }
 }
 
-async fn fetch(exec: &Rc<Exec>, account: &str, uid: u32) -> Result<bytes::Bytes, FetchError> {
+/// The shard and body of an INBOX message of this executor.
+fn locate(exec: &Exec, account: &str, uid: u32) -> Result<(Rc<Shard>, BodyRef), FetchError> {
     let shard = exec.local_shard(account).ok_or(FetchError::Unavailable)?;
     let body = shard
         .with_mailbox(account, storage::INBOX, |mb| mb.find(uid).map(|m| m.body))
         .flatten()
         .ok_or(FetchError::Gone)?;
+    Ok((shard, body))
+}
+
+/// Reads a body found by [`locate`].
+async fn read(shard: &Shard, body: BodyRef, account: &str, uid: u32) -> Result<Bytes, FetchError> {
     shard.read_body(body).await.map_err(|e| {
         tracing::error!(%account, uid, error = %e, "POP3 read failed");
         FetchError::Unavailable

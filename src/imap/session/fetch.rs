@@ -248,9 +248,8 @@ pub(super) struct FetchJob {
     expunged: bool,
     /// UIDs this FETCH set `\Seen` on and has not reported yet.
     seen_now: Vec<u32>,
-    /// The next body does not fit in the output room: pause so the output can be written.
-    pause_for_room: bool,
-    /// Paused for room already; if the body still does not fit, refuse.
+    /// The next body did not fit in the output room, so the FETCH pauses for its output to be
+    /// written; if the body still does not fit after that, it is refused.
     waited_for_room: bool,
 }
 
@@ -296,7 +295,6 @@ impl Session {
             pos: 0,
             expunged: false,
             seen_now: Vec::new(),
-            pause_for_room: false,
             waited_for_room: false,
         };
         self.run_fetch(store, job).await
@@ -315,8 +313,10 @@ impl Session {
                 Ok(done) => job.pos += done,
                 Err(r) => return Some(r),
             }
-            let wait = std::mem::take(&mut job.pause_for_room);
-            if (wait || self.output.len() >= FLUSH_AT) && job.pos < job.indices.len() {
+            // A batch that stopped for room returns with `waited_for_room` set; any body that
+            // fits clears it.
+            if (job.waited_for_room || self.output.len() >= FLUSH_AT) && job.pos < job.indices.len()
+            {
                 self.mode = Mode::Fetching(Box::new(job));
                 return None;
             }
@@ -414,7 +414,6 @@ impl Session {
                     ));
                 }
                 job.waited_for_room = true;
-                job.pause_for_room = true;
                 return Ok(indices.partition_point(|&i| i < t.idx));
             }
             job.waited_for_room = false;
