@@ -1,5 +1,6 @@
 //! kill -9 during a load of concurrent senders, then a restart: every message that got 250 is
-//! there. Also: a clean SIGTERM exits 0.
+//! there; kill -9 during IMAP and POP3 changes, then a restart: every acknowledged change is
+//! there and nothing else. Also: a clean SIGTERM exits 0.
 
 mod common;
 use common::*;
@@ -27,6 +28,38 @@ fn kill9_under_load_loses_nothing_acknowledged() {
     std::fs::write(&ids, acked_at_kill).unwrap();
     s.spawn();
     s.python("count_ids.py", &[ids.to_str().unwrap()]);
+}
+
+#[test]
+fn kill9_during_mailbox_changes_keeps_every_acknowledged_one() {
+    let mut s = Server::new().start();
+    let state = s.dir.path().join("mailbox-state.json");
+    let ready = s.dir.path().join("mailbox-ready");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/crash_mailbox.py");
+    let mut load = Command::new("python3")
+        .arg(&script)
+        .arg("run")
+        .args([&state, &ready])
+        .arg("30")
+        .envs(s.env())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    s.kill9();
+    let status = load.wait().unwrap();
+    assert!(status.success(), "crash_mailbox.py run: {status}");
+    s.spawn();
+    let out = s.python("crash_mailbox.py", &["verify", state.to_str().unwrap()]);
+    println!("{}", tail(&out, 1));
 }
 
 #[test]

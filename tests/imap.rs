@@ -10,6 +10,12 @@ fn imaplib_full_client_dialogue() {
 }
 
 #[test]
+fn imaplib_append_is_not_held_by_delayed_acks() {
+    let s = Server::new().start();
+    s.python("imap_append_ack.py", &[]);
+}
+
+#[test]
 fn curl_reads_mail_over_imap_and_imaps() {
     let s = Server::new().start();
     s.swaks_deliver("alice@example.org", "curl body line");

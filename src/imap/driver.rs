@@ -102,6 +102,9 @@ async fn run(exec: Rc<Exec>, mut conn: Conn, mut session: Session) {
                 // Everything is written: a client that now waits claims no output memory.
                 output.borrow_mut().set(0);
                 let idle = session.awaits_command();
+                if !idle {
+                    conn.ack_promptly();
+                }
                 let read = match read_or_stop(&mut conn, &mut chunk, &exec.stopping, idle).await {
                     ReadOrStop::Read(r) => r,
                     ReadOrStop::Stopping => {

@@ -93,6 +93,9 @@ async fn run(
                 if flush(&mut conn, &mut session, &mut output).await.is_err() {
                     break;
                 }
+                if !inbuf.is_empty() {
+                    conn.ack_promptly(); // a command line is only partly here
+                }
                 // Between commands a stop just closes: POP3 has no unsolicited goodbye, and
                 // without QUIT nothing marked for deletion is removed (RFC 1939 §6).
                 let read =
