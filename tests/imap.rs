@@ -12,7 +12,7 @@ fn imaplib_full_client_dialogue() {
 #[test]
 fn imaplib_append_is_not_held_by_delayed_acks() {
     let s = Server::new().start();
-    s.python("imap_append_ack.py", &[]);
+    s.python("prompt_ack.py", &["imap"]);
 }
 
 #[test]

@@ -12,6 +12,12 @@ fn smtplib_on_all_three_ports() {
 }
 
 #[test]
+fn bdat_sent_in_two_writes_is_not_held_by_delayed_acks() {
+    let s = Server::new().start();
+    s.python("prompt_ack.py", &["bdat"]);
+}
+
+#[test]
 fn swaks_and_curl_deliver() {
     let s = Server::new().start();
     let out = Command::new("swaks")

@@ -179,7 +179,8 @@ impl Conn {
     /// Asks the kernel to acknowledge what was received right away, instead of after the
     /// delayed-ACK timer. Called when a command is only partly here: a client that sends the
     /// rest in a second small write (Python's imaplib sends an APPEND literal and its closing
-    /// CRLF apart) is held back by Nagle's algorithm until that ACK comes, 40 ms otherwise.
+    /// CRLF apart, some SMTP clients a BDAT line and its chunk) is held back by Nagle's
+    /// algorithm until that ACK comes, 40 ms otherwise.
     pub fn ack_promptly(&self) {
         // SAFETY: the fd belongs to `self.stream`, which outlives this borrow.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };

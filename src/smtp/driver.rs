@@ -134,8 +134,8 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                     break;
                 }
                 let idle = inbuf.is_empty() && session.is_between_commands();
-                if !inbuf.is_empty() || session.buffered_message_bytes() > 0 {
-                    conn.ack_promptly(); // a line or a message is only partly here
+                if !idle {
+                    conn.ack_promptly(); // a line, a message or a BDAT chunk is only partly here
                 }
                 let read = match read_or_stop(&mut conn, &mut chunk, &exec.stopping, idle).await {
                     ReadOrStop::Read(r) => r,
