@@ -62,6 +62,8 @@ pub struct ServerSection {
     /// Pin each executor to its own core. Off by default: pinned executors share every core
     /// with whatever else runs on the host and get preempted there instead of moving.
     pub pin_executors: bool,
+    /// Bytes per shard log segment: the unit in which compaction gives space back.
+    pub segment_size: u64,
     /// Log filter when RUST_LOG is not set (tracing EnvFilter syntax).
     pub log: String,
 }
@@ -74,6 +76,7 @@ impl Default for ServerSection {
             shards: 16,
             executors: 0,
             pin_executors: false,
+            segment_size: 64 << 20,
             log: "info".into(),
         }
     }
@@ -364,6 +367,12 @@ impl Config {
             return bad(format!(
                 "server.shards = {} (must be 1..=4096)",
                 self.server.shards
+            ));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.server.segment_size) {
+            return bad(format!(
+                "server.segment_size = {} (must be 64 KiB..=1 GiB)",
+                self.server.segment_size
             ));
         }
         if self.server.executors > 1024 {

@@ -327,6 +327,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
             observer: Some(Rc::new(super::StorageMetrics {
                 shared: shared.clone(),
             })),
+            segment_size: shared.cfg.server.segment_size,
             ..Default::default()
         };
         match Shard::open(&data_dir, s, opts).await {

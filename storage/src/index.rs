@@ -5,7 +5,8 @@
 
 use crate::record::Record;
 use crate::types::{
-    flags, MailboxInfo, MessageMeta, QueueItem, SpecialUse, INBOX, KEYWORD_SHIFT, MAX_KEYWORDS,
+    flags, BodyRef, MailboxInfo, MessageMeta, QueueItem, SpecialUse, INBOX, KEYWORD_SHIFT,
+    MAX_KEYWORDS,
 };
 use rkyv::{Archive, Deserialize, Serialize};
 use std::borrow::Cow;
@@ -426,8 +427,69 @@ impl Index {
                 item.attempts = *attempts;
                 item.next_attempt = *next_attempt;
             }
+            Record::BodiesMoved { segment, moves } => {
+                let to: HashMap<u64, BodyRef> = moves.iter().copied().collect();
+                let mut fail = None;
+                self.for_each_body_mut(|body| {
+                    if body.segment != *segment {
+                        return;
+                    }
+                    if let Some(new) = to.get(&body.offset) {
+                        if new.len != body.len {
+                            fail = Some(format!(
+                                "body at {segment}/{} moved with another length",
+                                body.offset
+                            ));
+                        }
+                        *body = *new;
+                    }
+                });
+                if let Some(e) = fail {
+                    return Err(e);
+                }
+            }
         }
         Ok(touched)
+    }
+
+    /// Calls `f` on every body reference: messages (durable or not) and queue entries.
+    fn for_each_body_mut(&mut self, mut f: impl FnMut(&mut BodyRef)) {
+        for acct in self.accounts.values_mut() {
+            for mb in acct.mailboxes.values_mut() {
+                mb.messages.iter_mut().for_each(|m| f(&mut m.body));
+            }
+        }
+        self.queue.values_mut().for_each(|q| f(&mut q.body));
+    }
+
+    /// The distinct bodies stored in `segment`, offset ascending (one body may back several
+    /// messages: a delivery to several mailboxes, a COPY).
+    pub(crate) fn bodies_in(&self, segment: u32) -> Vec<BodyRef> {
+        let mut out: Vec<BodyRef> = self.all_bodies().filter(|b| b.segment == segment).collect();
+        out.sort_unstable_by_key(|b| b.offset);
+        out.dedup_by_key(|b| b.offset);
+        out
+    }
+
+    /// Bytes of distinct bodies per segment: what compaction would have to keep.
+    pub(crate) fn live_bytes(&self) -> BTreeMap<u32, u64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = BTreeMap::new();
+        for b in self.all_bodies() {
+            if seen.insert((b.segment, b.offset)) {
+                *out.entry(b.segment).or_insert(0) += u64::from(b.len);
+            }
+        }
+        out
+    }
+
+    fn all_bodies(&self) -> impl Iterator<Item = BodyRef> + '_ {
+        let messages = self
+            .accounts
+            .values()
+            .flat_map(|a| a.mailboxes.values())
+            .flat_map(|mb| mb.messages.iter().map(|m| m.body));
+        messages.chain(self.queue.values().map(|q| q.body))
     }
 
     fn account_mut(&mut self, account: &str) -> Result<&mut Account, String> {

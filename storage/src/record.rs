@@ -30,6 +30,7 @@ pub(crate) enum Kind {
     QueueAdded = 11,
     QueueDone = 12,
     QueueRetry = 13,
+    BodiesMoved = 14,
 }
 
 impl Kind {
@@ -48,6 +49,7 @@ impl Kind {
             11 => Kind::QueueAdded,
             12 => Kind::QueueDone,
             13 => Kind::QueueRetry,
+            14 => Kind::BodiesMoved,
             _ => return None,
         })
     }
@@ -126,6 +128,12 @@ pub(crate) enum Record<'a> {
         attempts: u32,
         next_attempt: i64,
     },
+    /// Compaction copied these bodies of `segment` to the log head: (old offset, new place).
+    BodiesMoved {
+        segment: u32,
+        /// Old offset ascending.
+        moves: Vec<(u64, BodyRef)>,
+    },
 }
 
 /// Why a payload could not be decoded.
@@ -147,6 +155,7 @@ impl Record<'_> {
             Record::QueueAdded { .. } => Kind::QueueAdded,
             Record::QueueDone { .. } => Kind::QueueDone,
             Record::QueueRetry { .. } => Kind::QueueRetry,
+            Record::BodiesMoved { .. } => Kind::BodiesMoved,
         }
     }
 
@@ -268,6 +277,14 @@ impl Record<'_> {
                 e.u32(*attempts);
                 e.u64(*next_attempt as u64);
             }
+            Record::BodiesMoved { segment, moves } => {
+                e.u32(*segment);
+                e.u32(moves.len() as u32);
+                for (from, to) in moves {
+                    e.u64(*from);
+                    e.body(to);
+                }
+            }
         }
         end_frame(buf, start)
     }
@@ -372,6 +389,15 @@ impl Record<'_> {
                 attempts: d.u32()?,
                 next_attempt: d.u64()? as i64,
             },
+            Kind::BodiesMoved => {
+                let segment = d.u32()?;
+                let n = d.count(24)?;
+                let mut moves = Vec::with_capacity(n);
+                for _ in 0..n {
+                    moves.push((d.u64()?, d.body()?));
+                }
+                Record::BodiesMoved { segment, moves }
+            }
         };
         if !d.0.is_empty() {
             return Err(DecodeError("trailing bytes after payload"));
@@ -612,6 +638,10 @@ mod tests {
                 id: 4,
                 attempts: 2,
                 next_attempt: 99,
+            },
+            Record::BodiesMoved {
+                segment: 2,
+                moves: vec![(9, body), (4000, body)],
             },
         ]
     }

@@ -6,6 +6,8 @@
 //! task has written and fdatasynced the batch holding those records. New messages stay hidden
 //! from readers (`MailboxIndex::messages`) and IDLE watchers are woken only once durable.
 
+mod compaction;
+
 use crate::error::StorageError;
 use crate::index::{canonical, Index, MailboxIndex, DEFAULT_MAILBOXES};
 use crate::log::{
@@ -66,6 +68,9 @@ pub struct ShardOptions {
     pub observer: Option<Rc<dyn StorageObserver>>,
     /// How segment space is reserved.
     pub preallocate: Preallocate,
+    /// Compact in the background when old segments are mostly dead ([`Shard::compact`]
+    /// does it on demand either way).
+    pub auto_compact: bool,
 }
 
 impl Default for ShardOptions {
@@ -77,6 +82,7 @@ impl Default for ShardOptions {
             // Measured (benches/log_append.rs): zero-filling doubles the bytes written and lost
             // at the bandwidth limit, without a visible gain for group commits.
             preallocate: Preallocate::Fallocate,
+            auto_compact: true,
         }
     }
 }
@@ -88,6 +94,7 @@ impl fmt::Debug for ShardOptions {
             .field("snapshot_bytes", &self.snapshot_bytes)
             .field("observer", &self.observer.is_some())
             .field("preallocate", &self.preallocate)
+            .field("auto_compact", &self.auto_compact)
             .finish()
     }
 }
@@ -108,8 +115,15 @@ pub struct Shard {
     snapshot_lock: glommio::sync::Semaphore,
     /// The next segment, prepared in the background (`Preallocate::ZeroFill`).
     prep: RefCell<Prep>,
+    /// A compaction pass is running.
+    compacting: Cell<bool>,
+    /// Deleted segments still open for reads that looked their bodies up before the move.
+    retired: RefCell<Vec<compaction::Retired>>,
     #[cfg(test)]
     prepared_used: Cell<u32>,
+    /// Test hook: 1 stops a compaction pass before its snapshot, 2 before the delete.
+    #[cfg(test)]
+    compaction_stop: Cell<u8>,
     weak: Weak<Shard>,
     _lock: std::fs::File,
 }
@@ -230,7 +244,10 @@ fn record_account<'a>(rec: &Record<'a>) -> Option<&'a str> {
         | Record::Appended { account, .. }
         | Record::FlagsChanged { account, .. }
         | Record::Expunged { account, .. } => Some(account),
-        Record::QueueAdded { .. } | Record::QueueDone { .. } | Record::QueueRetry { .. } => None,
+        Record::QueueAdded { .. }
+        | Record::QueueDone { .. }
+        | Record::QueueRetry { .. }
+        | Record::BodiesMoved { .. } => None,
     }
 }
 
@@ -392,13 +409,18 @@ impl Shard {
             snapshot_scheduled: Cell::new(false),
             snapshot_lock: glommio::sync::Semaphore::new(1),
             prep: RefCell::new(Prep::Idle),
+            compacting: Cell::new(false),
+            retired: RefCell::new(Vec::new()),
             #[cfg(test)]
             prepared_used: Cell::new(0),
+            #[cfg(test)]
+            compaction_stop: Cell::new(0),
             weak: weak.clone(),
             _lock: lock,
         });
         glommio::spawn_local(commit_task(Rc::downgrade(&shard))).detach();
         tracing::debug!(shard = id, ?end, "shard opened");
+        shard.maybe_compact();
         Ok(shard)
     }
 
@@ -937,7 +959,7 @@ impl Shard {
             let log = self.log.borrow();
             (log.file(body.segment), log.segment_path(body.segment))
         };
-        let Some(file) = file else {
+        let Some(file) = file.or_else(|| self.retired_file(body.segment)) else {
             return Err(StorageError::NotFound);
         };
         let corrupt = |reason: &str| StorageError::Corrupt {
@@ -1246,6 +1268,8 @@ impl Shard {
         snapshot::sync_dir(&self.dir).await?;
         let f = Rc::new(f);
         self.log.borrow_mut().files.push(f.clone());
+        // A segment was sealed: the natural moment to see whether old ones are mostly dead.
+        self.maybe_compact();
         Ok((f, path))
     }
 

@@ -31,6 +31,7 @@ fn opts() -> ShardOptions {
         snapshot_bytes: 1 << 40,
         observer: None,
         preallocate: Preallocate::Fallocate,
+        auto_compact: false,
     }
 }
 
@@ -1248,4 +1249,150 @@ fn usage_is_reported_after_deliveries_expunges_and_at_open() {
         all.sort();
         assert_eq!(all, vec![("a@x".to_string(), 5), ("b@x".to_string(), 10)]);
     });
+}
+
+/// A shard with small segments holding `n` random bodies in INBOX of a@x, every third also
+/// copied to Archive (shared body) and one queued; returns each INBOX uid with its body.
+async fn filled_shard(data: &Path, n: usize) -> (Rc<Shard>, Vec<(u32, Bytes)>, Bytes) {
+    let mut o = opts();
+    o.segment_size = 64 * 1024;
+    let shard = Shard::open(data, 0, o).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut stored = Vec::new();
+    for i in 0..n {
+        let len = 1000 + rng.gen_range(0..3000);
+        let body = random_bytes(&mut rng, len);
+        let r = shard
+            .deliver(std::slice::from_ref(&body), &["a@x"], 0)
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            shard
+                .copy("a@x", "INBOX", "Archive", &[r[0].uid])
+                .await
+                .unwrap();
+        }
+        stored.push((r[0].uid, body));
+    }
+    let queued = random_bytes(&mut rng, 5000);
+    shard
+        .queue_add("s@x", &["r@far".to_string()], std::slice::from_ref(&queued))
+        .await
+        .unwrap();
+    (shard, stored, queued)
+}
+
+/// Every kept message, the Archive copies (of every third message stored) and the queue entry
+/// read back byte-exact.
+async fn assert_bodies(shard: &Shard, kept: &[(u32, Bytes)], all: &[(u32, Bytes)], queued: &Bytes) {
+    for (uid, body) in kept {
+        let meta = shard
+            .with_mailbox("a@x", "INBOX", |m| *m.find(*uid).unwrap())
+            .unwrap();
+        assert_eq!(
+            shard.read_body(meta.body).await.unwrap(),
+            *body,
+            "uid {uid}"
+        );
+    }
+    let archived: Vec<_> = shard
+        .with_mailbox("a@x", "Archive", |m| m.messages().to_vec())
+        .unwrap();
+    assert_eq!(archived.len(), all.len().div_ceil(3));
+    for (m, (_, body)) in archived.iter().zip(all.iter().step_by(3)) {
+        assert_eq!(
+            shard.read_body(m.body).await.unwrap(),
+            *body,
+            "Archive uid {}",
+            m.uid
+        );
+    }
+    let q = shard.queue_pending();
+    assert_eq!(shard.read_body(q[0].body).await.unwrap(), *queued);
+}
+
+fn segment_files(data: &Path) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(shard_dir(data))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn compaction_deletes_dead_segments_and_keeps_every_live_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let (shard, stored, queued) = filled_shard(&data, 300).await;
+        assert_eq!(shard.compact().await.unwrap(), 0, "nothing is dead yet");
+        // Expunge four in five INBOX messages (their Archive copies stay).
+        let (gone, kept): (Vec<_>, Vec<_>) = stored.iter().cloned().partition(|(u, _)| u % 5 != 0);
+        let uids: Vec<u32> = gone.iter().map(|(u, _)| *u).collect();
+        shard.expunge("a@x", "INBOX", &uids).await.unwrap();
+        // A reference looked up before compaction still reads after its segment is gone.
+        let early = shard
+            .with_mailbox("a@x", "INBOX", |m| m.messages()[0])
+            .unwrap();
+        let before = segment_files(&data);
+        let deleted = shard.compact().await.unwrap();
+        let after = segment_files(&data);
+        assert!(deleted >= 3, "deleted {deleted} segments of {before:?}");
+        let went = before.iter().filter(|s| !after.contains(s)).count();
+        assert_eq!(went, deleted as usize, "{before:?} -> {after:?}");
+        assert!(
+            after[0] > before[0],
+            "the oldest segments went: {before:?} -> {after:?}"
+        );
+        assert!(shard.read_body(early.body).await.is_ok());
+        assert_bodies(&shard, &kept, &stored, &queued).await;
+        let ix = durable_view(shard.index_snapshot());
+        crash(shard).await;
+        let shard = Shard::open(&data, 0, opts_small()).await.unwrap();
+        assert_eq!(durable_view(shard.index_snapshot()), ix);
+        assert_bodies(&shard, &kept, &stored, &queued).await;
+        assert_eq!(shard.compact().await.unwrap(), 0, "compaction is done");
+    });
+}
+
+fn opts_small() -> ShardOptions {
+    let mut o = opts();
+    o.segment_size = 64 * 1024;
+    o
+}
+
+#[test]
+fn compaction_interrupted_at_any_stage_recovers() {
+    for stage in [1u8, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        run(move || async move {
+            let (shard, stored, queued) = filled_shard(&data, 200).await;
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                stored.iter().cloned().partition(|(u, _)| u % 4 != 0);
+            let uids: Vec<u32> = gone.iter().map(|(u, _)| *u).collect();
+            shard.expunge("a@x", "INBOX", &uids).await.unwrap();
+            let before = segment_files(&data);
+            shard.stop_compaction_at(stage);
+            shard.compact_oldest().await.unwrap();
+            assert_eq!(
+                segment_files(&data),
+                before,
+                "stage {stage}: nothing deleted yet"
+            );
+            let ix = durable_view(shard.index_snapshot());
+            crash(shard).await;
+            // Recovery replays the move (stage 1) or starts from the snapshot (stage 2).
+            let shard = Shard::open(&data, 0, opts_small()).await.unwrap();
+            assert_eq!(durable_view(shard.index_snapshot()), ix, "stage {stage}");
+            assert_bodies(&shard, &kept, &stored, &queued).await;
+            assert!(shard.compact().await.unwrap() >= 1);
+            assert!(segment_files(&data)[0] > before[0], "stage {stage}");
+            assert_bodies(&shard, &kept, &stored, &queued).await;
+        });
+    }
 }

@@ -4,7 +4,10 @@ a model of its mailboxes: the state every acknowledged command left, plus the on
 was in flight when the connection broke. After a restart, `verify` requires the server's state to
 be the acknowledged one, or that one with the in-flight command applied; nothing in between.
 
-Usage: crash_mailbox.py run STATE_FILE READY_FILE SECONDS
+With `churn`, most appended messages are marked \Deleted and expunges are frequent, so most of
+what is written becomes garbage (what makes compaction run).
+
+Usage: crash_mailbox.py run STATE_FILE READY_FILE SECONDS [churn]
        crash_mailbox.py verify STATE_FILE"""
 import copy
 import imaplib
@@ -48,8 +51,8 @@ def ok(typ, data, what):
 class Worker:
     """One IMAP connection changing mailboxes W<n> and W<n>-Archive, nobody else touches."""
 
-    def __init__(self, n, user):
-        self.n, self.user = n, user
+    def __init__(self, n, user, churn):
+        self.n, self.user, self.churn = n, user, churn
         self.boxes = [f"W{n}", f"W{n}-Archive"]
         # Model: mailbox -> {message id: sorted flags}. Ids are unique within a mailbox.
         self.acked = {b: {} for b in self.boxes}
@@ -78,10 +81,12 @@ class Worker:
         if op < 0.35 or not mids:
             mid = f"w{self.n}-{i}"
             flags = sorted(rng.sample(FLAGS, rng.randrange(3)))
+            if self.churn and rng.random() < 0.8 and "\\Deleted" not in flags:
+                flags = sorted(flags + ["\\Deleted"])
             after[box][mid] = flags
             self.pending = (f"APPEND {box} {mid}", after)
             ok(*m.append(box, "(" + " ".join(flags) + ")", None, body(mid)), "APPEND")
-        elif op < 0.65:
+        elif op < (0.5 if self.churn else 0.65):
             mid = rng.choice(mids)
             uid = self.uid_of(m, box, mid)
             change = rng.sample(FLAGS, rng.randrange(1, 3))
@@ -91,7 +96,7 @@ class Worker:
             sign = "+" if add else "-"
             self.pending = (f"STORE {box} {mid} {sign}{change}", after)
             ok(*m.uid("STORE", uid, sign + "FLAGS", "(" + " ".join(change) + ")"), "STORE")
-        elif op < 0.85:
+        elif op < (0.6 if self.churn else 0.85):
             candidates = [x for x in mids if x not in self.acked[other]]
             if not candidates:
                 return
@@ -186,10 +191,10 @@ class Pop3Worker:
         return {"left": self.left, "pending": self.pending, "ops": self.ops, "error": self.error}
 
 
-def run(state_file, ready_file, seconds):
+def run(state_file, ready_file, seconds, churn):
     deadline = time.time() + seconds
     started = threading.Event()
-    workers = [Worker(n, user) for n, user in
+    workers = [Worker(n, user, churn) for n, user in
                enumerate(u for u in USERS for _ in range(WORKERS_PER_USER))]
     pop = Pop3Worker()
     pop.setup()
@@ -256,6 +261,6 @@ def verify(state_file):
 
 if __name__ == "__main__":
     if sys.argv[1] == "run":
-        run(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        run(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:] == ["churn"])
     else:
         verify(sys.argv[2])
