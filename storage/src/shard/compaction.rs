@@ -110,6 +110,7 @@ impl Shard {
             for b in batch {
                 copies.push((*b, self.read_body(*b).await?));
             }
+            self.begin()?; // a closed or failed shard takes no more records
             let ticket = {
                 let mut t = self.txn();
                 let moves = copies
