@@ -45,13 +45,7 @@ impl Shard {
         if first >= head {
             return None;
         }
-        let live: u64 = self
-            .index
-            .borrow()
-            .live_bytes()
-            .range(first..head)
-            .map(|(_, b)| b)
-            .sum();
+        let live = self.index.borrow().live_bytes(first..head);
         let sealed = u64::from(head - first) * size;
         let dead = sealed.saturating_sub(live);
         (dead >= size && dead >= live).then_some(first)
