@@ -93,6 +93,7 @@ const EXTRA_PASSING: &[&str] = &[
     "search-misc",
     "searchres",
     "searchres-reset",
+    "sort",
     "special-use",
     "status",
     "status-size",

@@ -23,5 +23,6 @@ pub mod section;
 pub mod sequence;
 pub mod session;
 pub mod shard_store;
+pub mod sort;
 pub mod store;
 mod view;

@@ -12,6 +12,7 @@ use super::lexer::{is_atom_char, is_tag_char, Cursor, LexResult};
 use super::search::{parse_key, SearchKey};
 use super::section::{Partial, Section, SectionText};
 use super::sequence::SequenceSet;
+use super::sort::{SortCriterion, SortKey};
 
 /// A string argument: borrowed from the input unless it had escapes.
 pub type Str<'a> = Cow<'a, [u8]>;
@@ -384,6 +385,19 @@ pub enum CommandBody<'a> {
         /// The criteria as sent (kept by `RETURN (UPDATE)` to evaluate them again).
         criteria_raw: &'a [u8],
     },
+    /// `[UID] SORT [RETURN (...)] (criteria) charset keys` (RFC 5256, RFC 5267 ESORT).
+    Sort {
+        /// UID SORT.
+        uid: bool,
+        /// ESORT return options (`Some(empty)` for `RETURN ()`).
+        ret: Option<Vec<SearchReturn>>,
+        /// The sort criteria, most significant first.
+        criteria: Vec<SortCriterion>,
+        /// The charset of the search keys.
+        charset: Str<'a>,
+        /// The search keys (an implicit AND).
+        keys: SearchKey<'a>,
+    },
     /// `CANCELUPDATE tag...` (RFC 5267).
     CancelUpdate {
         /// Tags of the SEARCH RETURN (UPDATE) commands to stop.
@@ -483,6 +497,8 @@ impl CommandBody<'_> {
             CommandBody::Expunge { uids: Some(_) } => "UID EXPUNGE",
             CommandBody::Search { uid: false, .. } => "SEARCH",
             CommandBody::Search { uid: true, .. } => "UID SEARCH",
+            CommandBody::Sort { uid: false, .. } => "SORT",
+            CommandBody::Sort { uid: true, .. } => "UID SORT",
             CommandBody::Fetch { uid: false, .. } => "FETCH",
             CommandBody::Fetch { uid: true, .. } => "UID FETCH",
             CommandBody::Store { uid: false, .. } => "STORE",
@@ -677,6 +693,7 @@ fn parse_body<'a>(
         b"STATUS" => (Some("STATUS"), status(c)),
         b"APPEND" => (Some("APPEND"), append(c)),
         b"SEARCH" => (Some("SEARCH"), search(c, false)),
+        b"SORT" => (Some("SORT"), sort(c, false)),
         b"FETCH" => (Some("FETCH"), fetch(c, false)),
         b"STORE" => (Some("STORE"), store(c, false)),
         b"COPY" => (Some("COPY"), copy_move(c, false, false)),
@@ -700,6 +717,7 @@ fn uid_command<'a>(c: &mut Cursor<'a>) -> (Option<&'static str>, LexResult<Comma
         b"FETCH" => (Some("UID FETCH"), fetch(c, true)),
         b"STORE" => (Some("UID STORE"), store(c, true)),
         b"SEARCH" => (Some("UID SEARCH"), search(c, true)),
+        b"SORT" => (Some("UID SORT"), sort(c, true)),
         b"COPY" => (Some("UID COPY"), copy_move(c, true, false)),
         b"MOVE" => (Some("UID MOVE"), copy_move(c, true, true)),
         b"EXPUNGE" => (Some("UID EXPUNGE"), uid_expunge(c)),
@@ -1053,43 +1071,7 @@ fn copy_move<'a>(c: &mut Cursor<'a>, uid: bool, is_move: bool) -> LexResult<Comm
 
 fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
     c.sp()?;
-    let mut ret = None;
-    if c.keyword(b"RETURN") {
-        c.sp()?;
-        c.expect(b'(', "Expected return options")?;
-        let mut opts = Vec::new();
-        if !c.eat(b')') {
-            loop {
-                let o = c.atom()?.to_ascii_uppercase();
-                let opt = match o.as_slice() {
-                    b"MIN" => SearchReturn::Min,
-                    b"MAX" => SearchReturn::Max,
-                    b"ALL" => SearchReturn::All,
-                    b"COUNT" => SearchReturn::Count,
-                    b"SAVE" => SearchReturn::Save,
-                    b"UPDATE" => SearchReturn::Update,
-                    b"PARTIAL" => {
-                        c.sp()?;
-                        let lo = c.nz_number()?;
-                        c.expect(b':', "Invalid partial range")?;
-                        let hi = c.nz_number()?;
-                        SearchReturn::Partial(lo.min(hi), lo.max(hi))
-                    }
-                    _ => return Err("Unknown search return option"),
-                };
-                // A repeated option counts once (Dovecot accepts it too).
-                if !opts.contains(&opt) {
-                    opts.push(opt);
-                }
-                if !c.eat(b' ') {
-                    break;
-                }
-            }
-            c.expect(b')', "Missing )")?;
-        }
-        ret = Some(opts);
-        c.sp()?;
-    }
+    let ret = search_return(c)?;
     let mut charset = None;
     if c.keyword(b"CHARSET") {
         c.sp()?;
@@ -1106,6 +1088,81 @@ fn search<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
         charset,
         criteria,
         criteria_raw,
+    })
+}
+
+/// `[RETURN (options) SP]` of SEARCH (RFC 4731) and SORT (RFC 5267).
+fn search_return(c: &mut Cursor<'_>) -> LexResult<Option<Vec<SearchReturn>>> {
+    if !c.keyword(b"RETURN") {
+        return Ok(None);
+    }
+    c.sp()?;
+    c.expect(b'(', "Expected return options")?;
+    let mut opts = Vec::new();
+    if !c.eat(b')') {
+        loop {
+            let o = c.atom()?.to_ascii_uppercase();
+            let opt = match o.as_slice() {
+                b"MIN" => SearchReturn::Min,
+                b"MAX" => SearchReturn::Max,
+                b"ALL" => SearchReturn::All,
+                b"COUNT" => SearchReturn::Count,
+                b"SAVE" => SearchReturn::Save,
+                b"UPDATE" => SearchReturn::Update,
+                b"PARTIAL" => {
+                    c.sp()?;
+                    let lo = c.nz_number()?;
+                    c.expect(b':', "Invalid partial range")?;
+                    let hi = c.nz_number()?;
+                    SearchReturn::Partial(lo.min(hi), lo.max(hi))
+                }
+                _ => return Err("Unknown search return option"),
+            };
+            // A repeated option counts once (Dovecot accepts it too).
+            if !opts.contains(&opt) {
+                opts.push(opt);
+            }
+            if !c.eat(b' ') {
+                break;
+            }
+        }
+        c.expect(b')', "Missing )")?;
+    }
+    c.sp()?;
+    Ok(Some(opts))
+}
+
+/// `SORT [RETURN (...)] (criteria) charset keys` (RFC 5256 §3; RETURN from RFC 5267).
+fn sort<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
+    c.sp()?;
+    let ret = search_return(c)?;
+    c.expect(b'(', "Expected sort criteria")?;
+    let mut criteria = Vec::new();
+    loop {
+        let mut atom = c.atom()?;
+        let reverse = atom.eq_ignore_ascii_case(b"REVERSE");
+        if reverse {
+            c.sp()?;
+            atom = c.atom()?;
+        }
+        let key = SortKey::from_atom(atom).ok_or("Unknown sort criterion")?;
+        criteria.push(SortCriterion { key, reverse });
+        if !c.eat(b' ') {
+            break;
+        }
+    }
+    c.expect(b')', "Missing ) after sort criteria")?;
+    c.sp()?;
+    let charset = c.astring()?;
+    c.sp()?;
+    let keys = search_criteria(c)?;
+    c.end()?;
+    Ok(CommandBody::Sort {
+        uid,
+        ret,
+        criteria,
+        charset,
+        keys,
     })
 }
 
@@ -1723,6 +1780,39 @@ mod tests {
         bad("a SEARCH\r\n");
         bad("a SEARCH (SEEN\r\n");
         bad("a COPY 1\r\n");
+    }
+
+    #[test]
+    fn sort_forms() {
+        let rev_subject_size = vec![
+            SortCriterion {
+                key: SortKey::Subject,
+                reverse: true,
+            },
+            SortCriterion {
+                key: SortKey::Size,
+                reverse: false,
+            },
+        ];
+        assert!(matches!(
+            ok("a SORT (REVERSE subject SIZE) UTF-8 ALL\r\n"),
+            CommandBody::Sort { uid: false, ret: None, criteria, keys: SearchKey::All, .. }
+                if criteria == rev_subject_size
+        ));
+        assert!(matches!(
+            ok("a UID SORT RETURN (MIN COUNT) (DISPLAYFROM) us-ascii 1:* UNSEEN\r\n"),
+            CommandBody::Sort { uid: true, ret: Some(r), keys: SearchKey::And(_), .. }
+                if r == vec![SearchReturn::Min, SearchReturn::Count]
+        ));
+        assert_eq!(
+            bad("a SORT (BOGUS) UTF-8 ALL\r\n").1,
+            "Unknown sort criterion"
+        );
+        bad("a SORT () UTF-8 ALL\r\n");
+        bad("a SORT SUBJECT UTF-8 ALL\r\n");
+        bad("a SORT (SUBJECT) UTF-8\r\n");
+        bad("a SORT (REVERSE) UTF-8 ALL\r\n");
+        bad("a SORT (SUBJECT\r\n");
     }
 
     #[test]

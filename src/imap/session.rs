@@ -29,6 +29,7 @@ use super::view::{MailboxGone, Selected, SyncOpts};
 mod fetch;
 mod mailboxes;
 mod messages;
+mod sort;
 #[cfg(test)]
 mod tests;
 mod updates;
@@ -376,6 +377,9 @@ impl Session {
                 "MOVE",
                 "CONDSTORE",
                 "ESEARCH",
+                "SORT",
+                "SORT=DISPLAY",
+                "ESORT",
                 "SEARCHRES",
                 "CONTEXT=SEARCH",
                 "SPECIAL-USE",
@@ -762,6 +766,7 @@ impl Session {
             CommandBody::Fetch { uid: true, .. }
                 | CommandBody::Store { uid: true, .. }
                 | CommandBody::Search { uid: true, .. }
+                | CommandBody::Sort { uid: true, .. }
                 | CommandBody::Copy { uid: true, .. }
                 | CommandBody::Move { uid: true, .. }
                 | CommandBody::Expunge { uids: Some(_) }
@@ -773,6 +778,7 @@ impl Session {
             CommandBody::Fetch { uid: false, .. }
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
+                | CommandBody::Sort { uid: false, .. }
                 | CommandBody::Copy { uid: false, .. }
         );
         let reply = match body {
@@ -914,6 +920,16 @@ impl Session {
                 )
                 .await
             }
+            CommandBody::Sort {
+                uid,
+                ret,
+                criteria,
+                charset,
+                keys,
+            } => {
+                self.sort(store, tag, uid, ret.as_deref(), &criteria, &charset, &keys)
+                    .await
+            }
             CommandBody::CancelUpdate { tags } => self.cancel_update(&tags),
             CommandBody::Fetch {
                 uid,
@@ -976,6 +992,7 @@ impl Session {
             | C::Unselect
             | C::Expunge { .. }
             | C::Search { .. }
+            | C::Sort { .. }
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }

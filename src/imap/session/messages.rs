@@ -384,72 +384,15 @@ impl Session {
                 // SAVE alone answers with nothing but the tagged OK (RFC 5182 §2.4).
                 return Reply::ok("Search completed.");
             }
-            self.output.extend_from_slice(b"* ESEARCH (TAG ");
-            response::string(&mut self.output, tag, false);
-            self.output.push(b')');
-            if uid {
-                self.output.extend_from_slice(b" UID");
-            }
-            for o in &shown {
-                match o {
-                    SearchReturn::Min => {
-                        if let Some(m) = results.first() {
-                            self.output
-                                .extend_from_slice(format!(" MIN {m}").as_bytes());
-                        }
-                    }
-                    SearchReturn::Max => {
-                        if let Some(m) = results.last() {
-                            self.output
-                                .extend_from_slice(format!(" MAX {m}").as_bytes());
-                        }
-                    }
-                    SearchReturn::Count => {
-                        self.output
-                            .extend_from_slice(format!(" COUNT {}", results.len()).as_bytes());
-                    }
-                    SearchReturn::All => {
-                        if !results.is_empty() {
-                            self.output.extend_from_slice(b" ALL ");
-                            write_compact(&mut self.output, &results);
-                        }
-                    }
-                    SearchReturn::Partial(lo, hi) => {
-                        self.output
-                            .extend_from_slice(format!(" PARTIAL ({lo}:{hi} ").as_bytes());
-                        let part = partial_slice(&results, *lo, *hi);
-                        if part.is_empty() {
-                            self.output.extend_from_slice(b"NIL");
-                        } else {
-                            write_compact(&mut self.output, part);
-                        }
-                        self.output.push(b')');
-                    }
-                    SearchReturn::Save | SearchReturn::Update => {}
-                }
-            }
-            // The MODSEQ is the highest of the messages reported: all of them for ALL or
-            // COUNT, only the MIN / MAX ones otherwise (RFC 7162 §3.1.5).
-            let whole = shown
-                .iter()
-                .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count));
-            let top_modseq = if whole {
-                modseqs.iter().copied().max()
-            } else {
-                let mut m = None;
-                if shown.contains(&SearchReturn::Min) {
-                    m = modseqs.first().copied();
-                }
-                if shown.contains(&SearchReturn::Max) {
-                    m = m.max(modseqs.last().copied());
-                }
-                m
-            };
-            if let (true, Some(top)) = (uses_modseq && !results.is_empty(), top_modseq) {
-                self.output
-                    .extend_from_slice(format!(" MODSEQ {top}").as_bytes());
-            }
-            self.output.extend_from_slice(b"\r\n");
+            write_esearch(
+                &mut self.output,
+                tag,
+                uid,
+                &shown,
+                &results,
+                &modseqs,
+                uses_modseq,
+            );
         } else {
             self.output.extend_from_slice(b"* SEARCH");
             for r in &results {
@@ -628,4 +571,78 @@ pub(super) fn update_point(sel: &Selected) -> (u64, u32, usize) {
         sel.uidnext,
         sel.uids.len() - sel.gone_count,
     )
+}
+
+/// Writes an ESEARCH response (RFC 4731) for SEARCH or SORT: `results` in the order to report
+/// (MIN and MAX are its first and last), `modseqs` alongside.
+pub(super) fn write_esearch(
+    out: &mut Vec<u8>,
+    tag: &[u8],
+    uid: bool,
+    shown: &[SearchReturn],
+    results: &[u32],
+    modseqs: &[u64],
+    uses_modseq: bool,
+) {
+    out.extend_from_slice(b"* ESEARCH (TAG ");
+    response::string(out, tag, false);
+    out.push(b')');
+    if uid {
+        out.extend_from_slice(b" UID");
+    }
+    for o in shown {
+        match o {
+            SearchReturn::Min => {
+                if let Some(m) = results.first() {
+                    out.extend_from_slice(format!(" MIN {m}").as_bytes());
+                }
+            }
+            SearchReturn::Max => {
+                if let Some(m) = results.last() {
+                    out.extend_from_slice(format!(" MAX {m}").as_bytes());
+                }
+            }
+            SearchReturn::Count => {
+                out.extend_from_slice(format!(" COUNT {}", results.len()).as_bytes());
+            }
+            SearchReturn::All => {
+                if !results.is_empty() {
+                    out.extend_from_slice(b" ALL ");
+                    write_compact(out, results);
+                }
+            }
+            SearchReturn::Partial(lo, hi) => {
+                out.extend_from_slice(format!(" PARTIAL ({lo}:{hi} ").as_bytes());
+                let part = partial_slice(results, *lo, *hi);
+                if part.is_empty() {
+                    out.extend_from_slice(b"NIL");
+                } else {
+                    write_compact(out, part);
+                }
+                out.push(b')');
+            }
+            SearchReturn::Save | SearchReturn::Update => {}
+        }
+    }
+    // The MODSEQ is the highest of the messages reported: all of them for ALL or
+    // COUNT, only the MIN / MAX ones otherwise (RFC 7162 §3.1.5).
+    let whole = shown
+        .iter()
+        .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count));
+    let top_modseq = if whole {
+        modseqs.iter().copied().max()
+    } else {
+        let mut m = None;
+        if shown.contains(&SearchReturn::Min) {
+            m = modseqs.first().copied();
+        }
+        if shown.contains(&SearchReturn::Max) {
+            m = m.max(modseqs.last().copied());
+        }
+        m
+    };
+    if let (true, Some(top)) = (uses_modseq && !results.is_empty(), top_modseq) {
+        out.extend_from_slice(format!(" MODSEQ {top}").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
 }

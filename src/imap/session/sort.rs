@@ -1,0 +1,123 @@
+//! SORT and UID SORT (RFC 5256) with SORT=DISPLAY keys (RFC 5957) and ESORT's RETURN options
+//! (RFC 5267): the search, then the order.
+
+use super::mailboxes::store_error;
+use super::messages::{quoted_tag, write_esearch};
+use super::{Reply, Session, State};
+use crate::imap::mime;
+use crate::imap::parser::SearchReturn;
+use crate::imap::response;
+use crate::imap::search::SearchKey;
+use crate::imap::sort::{self, SortCriterion, SortItem};
+use crate::imap::store::MailStore;
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn sort<S: MailStore>(
+        &mut self,
+        store: &S,
+        tag: &[u8],
+        uid: bool,
+        ret: Option<&[SearchReturn]>,
+        criteria: &[SortCriterion],
+        charset: &[u8],
+        keys: &SearchKey<'_>,
+    ) -> Reply {
+        if !charset.eq_ignore_ascii_case(b"UTF-8") && !charset.eq_ignore_ascii_case(b"US-ASCII") {
+            return Reply::no("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
+        }
+        if ret.is_some_and(|r| r.contains(&SearchReturn::Update)) {
+            // CONTEXT=SORT is not advertised.
+            return Reply::bad(format!(
+                "[NOUPDATE {}] SORT results are not kept up to date.",
+                quoted_tag(tag)
+            ));
+        }
+        let uses_modseq = keys.uses_modseq();
+        if uses_modseq {
+            self.enable_condstore();
+        }
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        let all: Vec<usize> = (0..sel.uids.len()).collect();
+        let matched = match self.evaluate(store, keys, &all).await {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let indices: Vec<usize> = matched.iter().map(|m| m.0).collect();
+        let needs_header = criteria.iter().any(|c| c.key.needs_header());
+        let mut items = Vec::with_capacity(indices.len());
+        let mut ids = Vec::with_capacity(indices.len());
+        for t in self.targets(store, &indices) {
+            let header = if needs_header {
+                match store.read_body(t.body).await {
+                    Ok(b) => Some(mime::sort_headers(&b)),
+                    Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+                }
+            } else {
+                None
+            };
+            let seq = t.idx as u32 + 1;
+            items.push(SortItem {
+                seq,
+                values: sort::values(criteria, header.as_ref(), t.date, t.size),
+            });
+            ids.push((seq, t.uid, t.modseq));
+        }
+        sort::sort(criteria, &mut items);
+        // `ids` is in sequence order: find each sorted message's UID and MODSEQ there.
+        let id_of = |seq: u32| ids[ids.partition_point(|i| i.0 < seq)];
+        let results: Vec<u32> = items
+            .iter()
+            .map(|i| if uid { id_of(i.seq).1 } else { i.seq })
+            .collect();
+        match ret {
+            Some(opts) => {
+                let save = opts.contains(&SearchReturn::Save);
+                if save {
+                    let mut saved: Vec<u32> = items.iter().map(|i| id_of(i.seq).1).collect();
+                    saved.sort_unstable();
+                    if let State::Selected(sel) = &mut self.state {
+                        sel.saved = saved;
+                    }
+                }
+                let mut shown: Vec<SearchReturn> = opts
+                    .iter()
+                    .copied()
+                    .filter(|o| !matches!(o, SearchReturn::Save))
+                    .collect();
+                if opts.is_empty() {
+                    shown.push(SearchReturn::All);
+                }
+                if !shown.is_empty() {
+                    let modseqs: Vec<u64> = items.iter().map(|i| id_of(i.seq).2).collect();
+                    write_esearch(
+                        &mut self.output,
+                        tag,
+                        uid,
+                        &shown,
+                        &results,
+                        &modseqs,
+                        uses_modseq,
+                    );
+                }
+            }
+            None => {
+                self.output.extend_from_slice(b"* SORT");
+                for r in &results {
+                    self.output.push(b' ');
+                    response::number(&mut self.output, r);
+                }
+                if uses_modseq {
+                    if let Some(top) = items.iter().map(|i| id_of(i.seq).2).max() {
+                        self.output
+                            .extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
+                    }
+                }
+                self.output.extend_from_slice(b"\r\n");
+            }
+        }
+        Reply::ok("Sort completed.")
+    }
+}
