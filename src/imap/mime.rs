@@ -375,6 +375,10 @@ pub struct SortHeaders {
     pub to: Option<FirstAddress>,
     /// First Cc address.
     pub cc: Option<FirstAddress>,
+    /// Message-ID (without the angle brackets), if it has a valid one.
+    pub message_id: Option<String>,
+    /// The message ids of References:, or else the first of In-Reply-To: (RFC 5256 §3).
+    pub references: Vec<String>,
 }
 
 /// Reads the fields SORT needs from a message's header.
@@ -406,7 +410,41 @@ pub fn sort_headers(msg: &[u8]) -> SortHeaders {
         from: first("From"),
         to: first("To"),
         cc: first("Cc"),
+        message_id: last_field(&fields, "Message-ID")
+            .and_then(|f| msg_ids(&unfold(f.value)).into_iter().next()),
+        references: {
+            let refs = last_field(&fields, "References")
+                .map(|f| msg_ids(&unfold(f.value)))
+                .unwrap_or_default();
+            if refs.is_empty() {
+                last_field(&fields, "In-Reply-To")
+                    .and_then(|f| msg_ids(&unfold(f.value)).into_iter().next())
+                    .into_iter()
+                    .collect()
+            } else {
+                refs
+            }
+        },
     }
+}
+
+/// The `<id>` tokens of a Message-ID, References or In-Reply-To value, in order, without the
+/// brackets; one without an `@` or with spaces is not a message id and is skipped.
+fn msg_ids(value: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        let id = &rest[open + 1..open + close];
+        if id.contains('@') && !id.contains(char::is_whitespace) && !id.contains('<') {
+            out.push(id.to_owned());
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,4 +25,5 @@ pub mod session;
 pub mod shard_store;
 pub mod sort;
 pub mod store;
+pub mod thread;
 mod view;

@@ -13,6 +13,7 @@ use super::search::{parse_key, SearchKey};
 use super::section::{Partial, Section, SectionText};
 use super::sequence::SequenceSet;
 use super::sort::{SortCriterion, SortKey};
+use super::thread::Algorithm;
 
 /// A string argument: borrowed from the input unless it had escapes.
 pub type Str<'a> = Cow<'a, [u8]>;
@@ -398,6 +399,17 @@ pub enum CommandBody<'a> {
         /// The search keys (an implicit AND).
         keys: SearchKey<'a>,
     },
+    /// `[UID] THREAD algorithm charset keys` (RFC 5256 §4).
+    Thread {
+        /// UID THREAD.
+        uid: bool,
+        /// The threading algorithm.
+        algorithm: Algorithm,
+        /// The charset of the search keys.
+        charset: Str<'a>,
+        /// The search keys (an implicit AND).
+        keys: SearchKey<'a>,
+    },
     /// `CANCELUPDATE tag...` (RFC 5267).
     CancelUpdate {
         /// Tags of the SEARCH RETURN (UPDATE) commands to stop.
@@ -499,6 +511,8 @@ impl CommandBody<'_> {
             CommandBody::Search { uid: true, .. } => "UID SEARCH",
             CommandBody::Sort { uid: false, .. } => "SORT",
             CommandBody::Sort { uid: true, .. } => "UID SORT",
+            CommandBody::Thread { uid: false, .. } => "THREAD",
+            CommandBody::Thread { uid: true, .. } => "UID THREAD",
             CommandBody::Fetch { uid: false, .. } => "FETCH",
             CommandBody::Fetch { uid: true, .. } => "UID FETCH",
             CommandBody::Store { uid: false, .. } => "STORE",
@@ -694,6 +708,7 @@ fn parse_body<'a>(
         b"APPEND" => (Some("APPEND"), append(c)),
         b"SEARCH" => (Some("SEARCH"), search(c, false)),
         b"SORT" => (Some("SORT"), sort(c, false)),
+        b"THREAD" => (Some("THREAD"), thread(c, false)),
         b"FETCH" => (Some("FETCH"), fetch(c, false)),
         b"STORE" => (Some("STORE"), store(c, false)),
         b"COPY" => (Some("COPY"), copy_move(c, false, false)),
@@ -718,6 +733,7 @@ fn uid_command<'a>(c: &mut Cursor<'a>) -> (Option<&'static str>, LexResult<Comma
         b"STORE" => (Some("UID STORE"), store(c, true)),
         b"SEARCH" => (Some("UID SEARCH"), search(c, true)),
         b"SORT" => (Some("UID SORT"), sort(c, true)),
+        b"THREAD" => (Some("UID THREAD"), thread(c, true)),
         b"COPY" => (Some("UID COPY"), copy_move(c, true, false)),
         b"MOVE" => (Some("UID MOVE"), copy_move(c, true, true)),
         b"EXPUNGE" => (Some("UID EXPUNGE"), uid_expunge(c)),
@@ -1130,6 +1146,23 @@ fn search_return(c: &mut Cursor<'_>) -> LexResult<Option<Vec<SearchReturn>>> {
     }
     c.sp()?;
     Ok(Some(opts))
+}
+
+/// `THREAD algorithm charset keys` (RFC 5256 §4).
+fn thread<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
+    c.sp()?;
+    let algorithm = Algorithm::from_atom(c.atom()?).ok_or("Unknown thread algorithm")?;
+    c.sp()?;
+    let charset = c.astring()?;
+    c.sp()?;
+    let keys = search_criteria(c)?;
+    c.end()?;
+    Ok(CommandBody::Thread {
+        uid,
+        algorithm,
+        charset,
+        keys,
+    })
 }
 
 /// `SORT [RETURN (...)] (criteria) charset keys` (RFC 5256 §3; RETURN from RFC 5267).
@@ -1813,6 +1846,27 @@ mod tests {
         bad("a SORT (SUBJECT) UTF-8\r\n");
         bad("a SORT (REVERSE) UTF-8 ALL\r\n");
         bad("a SORT (SUBJECT\r\n");
+        assert!(matches!(
+            ok("a UID THREAD references UTF-8 UNDELETED\r\n"),
+            CommandBody::Thread {
+                uid: true,
+                algorithm: Algorithm::References,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ok("a THREAD ORDEREDSUBJECT US-ASCII ALL\r\n"),
+            CommandBody::Thread {
+                uid: false,
+                algorithm: Algorithm::OrderedSubject,
+                ..
+            }
+        ));
+        assert_eq!(
+            bad("a THREAD BOGUS UTF-8 ALL\r\n").1,
+            "Unknown thread algorithm"
+        );
+        bad("a THREAD REFERENCES UTF-8\r\n");
     }
 
     #[test]

@@ -380,6 +380,8 @@ impl Session {
                 "SORT",
                 "SORT=DISPLAY",
                 "ESORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
                 "SEARCHRES",
                 "CONTEXT=SEARCH",
                 "SPECIAL-USE",
@@ -767,6 +769,7 @@ impl Session {
                 | CommandBody::Store { uid: true, .. }
                 | CommandBody::Search { uid: true, .. }
                 | CommandBody::Sort { uid: true, .. }
+                | CommandBody::Thread { uid: true, .. }
                 | CommandBody::Copy { uid: true, .. }
                 | CommandBody::Move { uid: true, .. }
                 | CommandBody::Expunge { uids: Some(_) }
@@ -779,6 +782,7 @@ impl Session {
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
                 | CommandBody::Sort { uid: false, .. }
+                | CommandBody::Thread { uid: false, .. }
                 | CommandBody::Copy { uid: false, .. }
         );
         let reply = match body {
@@ -930,6 +934,12 @@ impl Session {
                 self.sort(store, tag, uid, ret.as_deref(), &criteria, &charset, &keys)
                     .await
             }
+            CommandBody::Thread {
+                uid,
+                algorithm,
+                charset,
+                keys,
+            } => self.thread(store, uid, algorithm, &charset, &keys).await,
             CommandBody::CancelUpdate { tags } => self.cancel_update(&tags),
             CommandBody::Fetch {
                 uid,
@@ -993,6 +1003,7 @@ impl Session {
             | C::Expunge { .. }
             | C::Search { .. }
             | C::Sort { .. }
+            | C::Thread { .. }
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }

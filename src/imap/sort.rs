@@ -106,7 +106,12 @@ pub fn values(
 /// i;unicode-casemap (RFC 5051): title case (upper case here, which differs only for a few
 /// digraphs), then NFKD, so "Émile" sorts as "EMILE" plus an accent, before "ZED".
 fn casemap(s: &str) -> SortValue {
-    SortValue::Text(s.chars().flat_map(char::to_uppercase).nfkd().collect())
+    SortValue::Text(fold(s))
+}
+
+/// The text of [`casemap`]: what SORT and THREAD compare.
+pub(crate) fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_uppercase).nfkd().collect()
 }
 
 /// The local part (RFC 5256 `addr-mailbox`), "" without an address.
@@ -143,14 +148,22 @@ pub fn sort(criteria: &[SortCriterion], items: &mut [SortItem]) {
 
 /// The base subject of RFC 5256 §2.1, from a decoded subject.
 pub fn base_subject(subject: &str) -> String {
+    base_subject_and_reply(subject).0
+}
+
+/// The base subject, and whether extracting it removed a reply or forward marker (`Re:`,
+/// `Fwd:`, `(fwd)`, `[fwd: ...]`), which THREAD=REFERENCES uses when it merges by subject.
+pub fn base_subject_and_reply(subject: &str) -> (String, bool) {
     // (1) Whitespace of any kind becomes one space.
     let mut s = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut reply = false;
     loop {
         // (2) Trailing "(fwd)" and whitespace.
         loop {
             let t = s.trim_end();
             if t.len() >= 5 && t.as_bytes()[t.len() - 5..].eq_ignore_ascii_case(b"(fwd)") {
                 s = t[..t.len() - 5].to_owned();
+                reply = true;
             } else {
                 s = t.to_owned();
                 break;
@@ -163,6 +176,7 @@ pub fn base_subject(subject: &str) -> String {
             s = s.trim_start().to_owned();
             if let Some(end) = leader_end(s.as_bytes()) {
                 s = s[end..].to_owned();
+                reply = true;
             }
             if let Some(end) = blob_end(s.as_bytes(), 0) {
                 if !s[end..].trim().is_empty() {
@@ -177,9 +191,10 @@ pub fn base_subject(subject: &str) -> String {
         let b = s.as_bytes();
         if b.len() >= 6 && b[..5].eq_ignore_ascii_case(b"[fwd:") && b[b.len() - 1] == b']' {
             s = s[5..s.len() - 1].to_owned();
+            reply = true;
             continue;
         }
-        return s;
+        return (s, reply);
     }
 }
 

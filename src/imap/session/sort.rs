@@ -1,5 +1,5 @@
 //! SORT and UID SORT (RFC 5256) with SORT=DISPLAY keys (RFC 5957) and ESORT's RETURN options
-//! (RFC 5267): the search, then the order.
+//! (RFC 5267), and THREAD / UID THREAD (RFC 5256 §4): the search, then the order.
 
 use super::mailboxes::store_error;
 use super::messages::{quoted_tag, write_esearch};
@@ -10,6 +10,7 @@ use crate::imap::response;
 use crate::imap::search::SearchKey;
 use crate::imap::sort::{self, SortCriterion, SortItem};
 use crate::imap::store::MailStore;
+use crate::imap::thread::{self, Algorithm, ThreadMsg};
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
@@ -119,5 +120,54 @@ impl Session {
             }
         }
         Reply::ok("Sort completed.")
+    }
+
+    pub(super) async fn thread<S: MailStore>(
+        &mut self,
+        store: &S,
+        uid: bool,
+        algorithm: Algorithm,
+        charset: &[u8],
+        keys: &SearchKey<'_>,
+    ) -> Reply {
+        if !charset.eq_ignore_ascii_case(b"UTF-8") && !charset.eq_ignore_ascii_case(b"US-ASCII") {
+            return Reply::no("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
+        }
+        if keys.uses_modseq() {
+            self.enable_condstore();
+        }
+        let Some(sel) = self.selected() else {
+            return Reply::bad("No mailbox selected.");
+        };
+        let all: Vec<usize> = (0..sel.uids.len()).collect();
+        let matched = match self.evaluate(store, keys, &all).await {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        let indices: Vec<usize> = matched.iter().map(|m| m.0).collect();
+        let mut msgs = Vec::with_capacity(indices.len());
+        for t in self.targets(store, &indices) {
+            let h = match store.read_body(t.body).await {
+                Ok(b) => mime::sort_headers(&b),
+                Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+            };
+            msgs.push(ThreadMsg {
+                seq: t.idx as u32 + 1,
+                id: if uid { t.uid } else { t.idx as u32 + 1 },
+                date: h.date.unwrap_or(t.date),
+                subject: h.subject,
+                message_id: h.message_id,
+                references: h.references,
+            });
+        }
+        // `"THREAD" [SP 1*thread-list]`: no space when nothing matched.
+        self.output.extend_from_slice(b"* THREAD");
+        let threads = thread::thread(algorithm, &msgs);
+        if !threads.is_empty() {
+            self.output.push(b' ');
+            thread::write(&mut self.output, &threads);
+        }
+        self.output.extend_from_slice(b"\r\n");
+        Reply::ok("Thread completed.")
     }
 }
