@@ -17,6 +17,7 @@ const PASSING: &[&str] = &[
     "copy",
     "esearch",
     "esearch-condstore",
+    "esort",
     "expunge",
     "expunge2",
     "fetch",
@@ -48,8 +49,10 @@ const PASSING: &[&str] = &[
     "search-sets",
     "search-size",
     "select",
+    "sort-subject",
     "store",
     "subscribe",
+    "thread",
 ];
 
 /// Upstream scripts known not to pass on ringpost, with why.
