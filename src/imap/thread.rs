@@ -133,6 +133,10 @@ fn ordered_subject(msgs: &[ThreadMsg]) -> Vec<Node> {
     threads.into_iter().map(|t| t.1).collect()
 }
 
+/// Reply chains deeper than this are cut there, the rest starting threads of their own, so no
+/// walk of the tree (all recursive) can exhaust the stack on a mailbox made to do that.
+const MAX_DEPTH: usize = 500;
+
 /// A container of the REFERENCES algorithm: a message (or none: a dummy) and its links.
 #[derive(Debug, Default, Clone)]
 struct Container {
@@ -152,16 +156,19 @@ impl Tree<'_> {
         self.c.len() - 1
     }
 
-    /// Whether `a` is `b` or one of its ancestors.
-    fn is_ancestor(&self, a: usize, b: usize) -> bool {
-        let mut at = Some(b);
+    /// Whether `child` may go under `parent`: no loop (`child` is not `parent` or one of its
+    /// ancestors), and `parent` is less than [`MAX_DEPTH`] deep, which also bounds this walk.
+    fn can_link(&self, parent: usize, child: usize) -> bool {
+        let mut at = Some(parent);
+        let mut depth = 0;
         while let Some(x) = at {
-            if x == a {
-                return true;
+            if x == child || depth >= MAX_DEPTH {
+                return false;
             }
+            depth += 1;
             at = self.c[x].parent;
         }
-        false
+        true
     }
 
     fn unlink(&mut self, child: usize) {
@@ -197,6 +204,22 @@ impl Tree<'_> {
             let (s, reply) = base_subject_and_reply(&self.msgs[m].subject);
             (fold(&s), reply)
         })
+    }
+
+    /// Cuts every chain at [`MAX_DEPTH`]: what lies deeper becomes a root.
+    fn cut_deep(&mut self) {
+        let mut stack: Vec<(usize, usize)> = (0..self.c.len())
+            .filter(|&x| self.c[x].parent.is_none())
+            .map(|x| (x, 0))
+            .collect();
+        while let Some((x, depth)) = stack.pop() {
+            if depth >= MAX_DEPTH {
+                self.unlink(x);
+                stack.push((x, 0));
+                continue;
+            }
+            stack.extend(self.c[x].children.iter().map(|&k| (k, depth + 1)));
+        }
     }
 
     /// Step 4: drops childless dummies and splices the children of the others into their
@@ -263,7 +286,7 @@ fn references(msgs: &[ThreadMsg]) -> Vec<Node> {
             };
             if let Some(p) = prev {
                 // An existing link stays; a link that would make a loop is not made.
-                if t.c[x].parent.is_none() && !t.is_ancestor(x, p) {
+                if t.c[x].parent.is_none() && t.can_link(p, x) {
                     t.link(p, x);
                 }
             }
@@ -287,11 +310,12 @@ fn references(msgs: &[ThreadMsg]) -> Vec<Node> {
         // The message's own References are the best word on its parent.
         t.unlink(own);
         if let Some(p) = prev {
-            if !t.is_ancestor(own, p) {
+            if t.can_link(p, own) {
                 t.link(p, own);
             }
         }
     }
+    t.cut_deep();
     // Step 2: the root set.
     let roots: Vec<usize> = (0..t.c.len())
         .filter(|&x| t.c[x].parent.is_none())
@@ -424,6 +448,44 @@ mod tests {
         assert_eq!(
             render(&thread(Algorithm::References, &msgs)),
             "(1 2 3)((4)(5))(7 6)"
+        );
+    }
+
+    #[test]
+    fn a_very_long_reply_chain_is_cut_not_a_stack_overflow() {
+        let n = 100_000u32;
+        let msgs: Vec<ThreadMsg> = (1..=n)
+            .map(|i| ThreadMsg {
+                seq: i,
+                id: i,
+                date: i64::from(i),
+                subject: format!("s{i}"),
+                message_id: Some(format!("{i}@x")),
+                references: if i > 1 {
+                    vec![format!("{}@x", i - 1)]
+                } else {
+                    vec![]
+                },
+            })
+            .collect();
+        let t = thread(Algorithm::References, &msgs);
+        assert!(
+            t.len() >= (n as usize).div_ceil(MAX_DEPTH),
+            "{} threads",
+            t.len()
+        );
+        let mut deepest = 0;
+        let mut stack: Vec<(&Node, usize)> = t.iter().map(|n| (n, 1)).collect();
+        while let Some((node, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            stack.extend(node.children.iter().map(|c| (c, d + 1)));
+        }
+        assert!(deepest <= MAX_DEPTH + 2, "a thread {deepest} deep");
+        let out = render(&t);
+        assert_eq!(
+            out.split(' ').count() + t.len() - 1,
+            n as usize,
+            "every message once"
         );
     }
 

@@ -78,14 +78,23 @@ impl Shard {
         .detach();
     }
 
-    /// Compacts while it is due; returns the number of segments deleted.
+    /// Compacts while it is due; returns the number of segments deleted (0 as well when a
+    /// background pass is running: two passes must never work on one segment).
     pub async fn compact(&self) -> Result<u32, StorageError> {
-        let mut n = 0;
-        while self.compaction_due().is_some() {
-            self.compact_oldest().await?;
-            n += 1;
+        if self.compacting.replace(true) {
+            return Ok(0);
         }
-        Ok(n)
+        let mut n = 0;
+        let result = async {
+            while self.compaction_due().is_some() {
+                self.compact_oldest().await?;
+                n += 1;
+            }
+            Ok(n)
+        }
+        .await;
+        self.compacting.set(false);
+        result
     }
 
     /// Moves the live bodies out of the oldest segment, which must be sealed, and deletes it.
