@@ -155,32 +155,42 @@ pub fn base_subject(subject: &str) -> String {
 /// `Fwd:`, `(fwd)`, `[fwd: ...]`), which THREAD=REFERENCES uses when it merges by subject.
 pub fn base_subject_and_reply(subject: &str) -> (String, bool) {
     // (1) Whitespace of any kind becomes one space.
-    let mut s = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let norm = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Every step only cuts at the ends, so the work is on a narrowing slice of `norm`, and
+    // each byte is looked at a bounded number of times however the subject is built.
+    let mut s: &str = &norm;
     let mut reply = false;
     loop {
         // (2) Trailing "(fwd)" and whitespace.
         loop {
-            let t = s.trim_end();
-            if t.len() >= 5 && t.as_bytes()[t.len() - 5..].eq_ignore_ascii_case(b"(fwd)") {
-                s = t[..t.len() - 5].to_owned();
+            s = s.trim_end();
+            if s.len() >= 5 && s.as_bytes()[s.len() - 5..].eq_ignore_ascii_case(b"(fwd)") {
+                s = &s[..s.len() - 5];
                 reply = true;
             } else {
-                s = t.to_owned();
                 break;
             }
         }
         // (3) and (4): leaders ("Re:", "Fwd: ", "[list] Re:") and one leading blob if something
-        // is left after it, until neither applies.
+        // is left after it, until neither applies. A leader search that failed behind a run of
+        // blobs fails again until those blobs are gone: not searched again before then.
+        let mut search_at_len = usize::MAX;
         loop {
             let before = s.len();
-            s = s.trim_start().to_owned();
-            if let Some(end) = leader_end(s.as_bytes()) {
-                s = s[end..].to_owned();
-                reply = true;
+            s = s.trim_start();
+            if s.len() <= search_at_len {
+                match leader_end(s.as_bytes()) {
+                    Ok(end) => {
+                        s = &s[end..];
+                        reply = true;
+                    }
+                    Err(failed_at) => search_at_len = s.len() - failed_at,
+                }
             }
             if let Some(end) = blob_end(s.as_bytes(), 0) {
-                if !s[end..].trim().is_empty() {
-                    s = s[end..].to_owned();
+                // `s` has no trailing space, so the blob leaves something unless it ends it.
+                if end < s.len() {
+                    s = &s[end..];
                 }
             }
             if s.len() == before {
@@ -190,11 +200,11 @@ pub fn base_subject_and_reply(subject: &str) -> (String, bool) {
         // (5) "[fwd: subject]" becomes "subject", and the steps run again.
         let b = s.as_bytes();
         if b.len() >= 6 && b[..5].eq_ignore_ascii_case(b"[fwd:") && b[b.len() - 1] == b']' {
-            s = s[5..s.len() - 1].to_owned();
+            s = &s[5..s.len() - 1];
             reply = true;
             continue;
         }
-        return (s, reply);
+        return (s.to_owned(), reply);
     }
 }
 
@@ -215,12 +225,13 @@ fn blob_end(b: &[u8], at: usize) -> Option<usize> {
 }
 
 /// `*subj-blob subj-refwd` at the start, with `subj-refwd = ("re" / ("fw" ["d"])) *WSP
-/// [subj-blob] ":"`: where it ends.
-fn leader_end(b: &[u8]) -> Option<usize> {
+/// [subj-blob] ":"`: where it ends, or where the search failed (after the blobs).
+fn leader_end(b: &[u8]) -> Result<usize, usize> {
     let mut at = 0;
     while let Some(end) = blob_end(b, at) {
         at = end;
     }
+    let failed = at;
     let word = |w: &[u8]| b.len() >= at + w.len() && b[at..at + w.len()].eq_ignore_ascii_case(w);
     at += if word(b"re") {
         2
@@ -229,7 +240,7 @@ fn leader_end(b: &[u8]) -> Option<usize> {
     } else if word(b"fw") {
         2
     } else {
-        return None;
+        return Err(failed);
     };
     while b.get(at) == Some(&b' ') {
         at += 1;
@@ -237,7 +248,11 @@ fn leader_end(b: &[u8]) -> Option<usize> {
     if let Some(end) = blob_end(b, at) {
         at = end;
     }
-    (b.get(at) == Some(&b':')).then_some(at + 1)
+    if b.get(at) == Some(&b':') {
+        Ok(at + 1)
+    } else {
+        Err(failed)
+    }
 }
 
 #[cfg(test)]
@@ -262,8 +277,21 @@ mod tests {
             ("Résumé", "Résumé"),
             ("Reply", "Reply"),
             ("", ""),
+            ("[a] [b] Re: x", "x"),
+            ("[a] [b] note", "note"),
         ] {
             assert_eq!(base_subject(raw), base, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn huge_hostile_subjects_take_linear_time() {
+        for unit in ["[a]", "Re: ", "[a] Re:", "x (fwd)", "[fwd: "] {
+            let subject = unit.repeat(300_000);
+            let t = std::time::Instant::now();
+            let _ = base_subject(&subject);
+            // Quadratic work on a megabyte would take minutes; this is a bound, not a benchmark.
+            assert!(t.elapsed().as_secs() < 5, "{unit:?} took {:?}", t.elapsed());
         }
     }
 
