@@ -91,6 +91,18 @@ pub(crate) async fn recover(dir: &Path, shard: u32) -> Result<Recovered, Storage
         }
         ok
     });
+    if snap.is_none() && first_segment > 0 {
+        // Compaction deleted the segments before this one; only the snapshot stands for them.
+        return Err(StorageError::Corrupt {
+            segment: dir.join(snapshot::FILE_NAME),
+            offset: 0,
+            reason: format!(
+                "segments before {} were compacted away and the snapshot that stands for them \
+                 is missing or unreadable",
+                segment_name(first_segment)
+            ),
+        });
+    }
     let (mut index, start) = match snap {
         Some((pos, index)) => (index, pos),
         None => (

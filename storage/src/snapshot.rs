@@ -12,7 +12,9 @@ use std::path::Path;
 /// Snapshot file name inside the shard directory.
 pub(crate) const FILE_NAME: &str = "snapshot";
 const TMP_NAME: &str = "snapshot.tmp";
-/// Magic and layout version; a snapshot with another one is ignored (replayed instead).
+/// Magic and layout version; a snapshot with another one is ignored (replayed instead). Once
+/// compaction has deleted segments the snapshot stands for them, so a layout change must keep
+/// reading the old one (convert it), not bump this and ignore it.
 const MAGIC: &[u8; 8] = b"RPSNAP01";
 const HEADER_LEN: usize = 40;
 
@@ -107,7 +109,8 @@ pub(crate) async fn load(dir: &Path, shard: u32) -> Result<Option<(Pos, Index)>,
     match decode(shard, &data) {
         Ok(v) => Ok(Some(v)),
         Err(reason) => {
-            // The log still holds everything; replaying it all is slower, not wrong.
+            // While the log still holds everything, replaying it all is slower, not wrong;
+            // recovery refuses to open once compaction deleted the segments it stands for.
             tracing::warn!(path = %path.display(), %reason, "ignoring unusable snapshot");
             Ok(None)
         }

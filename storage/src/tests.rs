@@ -1396,3 +1396,24 @@ fn compaction_interrupted_at_any_stage_recovers() {
         });
     }
 }
+
+#[test]
+fn a_compacted_shard_without_its_snapshot_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let (shard, stored, _) = filled_shard(&data, 200).await;
+        let uids: Vec<u32> = stored.iter().map(|(u, _)| *u).collect();
+        shard.expunge("a@x", "INBOX", &uids).await.unwrap();
+        assert!(shard.compact().await.unwrap() >= 1);
+        crash(shard).await;
+        std::fs::remove_file(shard_dir(&data).join("snapshot")).unwrap();
+        // Replaying what is left would build a wrong index: refuse, loudly.
+        match Shard::open(&data, 0, opts_small()).await {
+            Err(StorageError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("compacted away"), "{reason}")
+            }
+            other => panic!("opened without the snapshot: {other:?}"),
+        }
+    });
+}
