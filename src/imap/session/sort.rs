@@ -2,7 +2,7 @@
 //! (RFC 5267), and THREAD / UID THREAD (RFC 5256 §4): the search, then the order.
 
 use super::mailboxes::store_error;
-use super::messages::{quoted_tag, write_esearch};
+use super::messages::{quoted_tag, write_esearch, Target};
 use super::{Reply, Session, State};
 use crate::imap::mime;
 use crate::imap::parser::SearchReturn;
@@ -24,9 +24,6 @@ impl Session {
         charset: &[u8],
         keys: &SearchKey<'_>,
     ) -> Reply {
-        if !charset.eq_ignore_ascii_case(b"UTF-8") && !charset.eq_ignore_ascii_case(b"US-ASCII") {
-            return Reply::no("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
-        }
         if ret.is_some_and(|r| r.contains(&SearchReturn::Update)) {
             // CONTEXT=SORT is not advertised.
             return Reply::bad(format!(
@@ -35,26 +32,18 @@ impl Session {
             ));
         }
         let uses_modseq = keys.uses_modseq();
-        if uses_modseq {
-            self.enable_condstore();
-        }
-        let Some(sel) = self.selected() else {
-            return Reply::bad("No mailbox selected.");
-        };
-        let all: Vec<usize> = (0..sel.uids.len()).collect();
-        let matched = match self.evaluate(store, keys, &all).await {
-            Ok(m) => m,
+        let targets = match self.matching(store, charset, keys).await {
+            Ok(t) => t,
             Err(r) => return r,
         };
-        let indices: Vec<usize> = matched.iter().map(|m| m.0).collect();
         let needs_header = criteria.iter().any(|c| c.key.needs_header());
-        let mut items = Vec::with_capacity(indices.len());
-        let mut ids = Vec::with_capacity(indices.len());
-        for t in self.targets(store, &indices) {
+        let mut items = Vec::with_capacity(targets.len());
+        let mut ids = Vec::with_capacity(targets.len());
+        for t in targets {
             let header = if needs_header {
-                match store.read_body(t.body).await {
-                    Ok(b) => Some(mime::sort_headers(&b)),
-                    Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+                match headers(store, t.body).await {
+                    Ok(h) => Some(h),
+                    Err(r) => return r,
                 }
             } else {
                 None
@@ -130,26 +119,15 @@ impl Session {
         charset: &[u8],
         keys: &SearchKey<'_>,
     ) -> Reply {
-        if !charset.eq_ignore_ascii_case(b"UTF-8") && !charset.eq_ignore_ascii_case(b"US-ASCII") {
-            return Reply::no("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
-        }
-        if keys.uses_modseq() {
-            self.enable_condstore();
-        }
-        let Some(sel) = self.selected() else {
-            return Reply::bad("No mailbox selected.");
-        };
-        let all: Vec<usize> = (0..sel.uids.len()).collect();
-        let matched = match self.evaluate(store, keys, &all).await {
-            Ok(m) => m,
+        let targets = match self.matching(store, charset, keys).await {
+            Ok(t) => t,
             Err(r) => return r,
         };
-        let indices: Vec<usize> = matched.iter().map(|m| m.0).collect();
-        let mut msgs = Vec::with_capacity(indices.len());
-        for t in self.targets(store, &indices) {
-            let h = match store.read_body(t.body).await {
-                Ok(b) => mime::sort_headers(&b),
-                Err(e) => return store_error(&e, "[EXPUNGEISSUED] Message was expunged."),
+        let mut msgs = Vec::with_capacity(targets.len());
+        for t in targets {
+            let h = match headers(store, t.body).await {
+                Ok(h) => h,
+                Err(r) => return r,
             };
             msgs.push(ThreadMsg {
                 seq: t.idx as u32 + 1,
@@ -169,5 +147,38 @@ impl Session {
         }
         self.output.extend_from_slice(b"\r\n");
         Reply::ok("Thread completed.")
+    }
+
+    /// What SORT and THREAD start with: the charset check, then the messages `keys` match, in
+    /// mailbox order.
+    async fn matching<S: MailStore>(
+        &mut self,
+        store: &S,
+        charset: &[u8],
+        keys: &SearchKey<'_>,
+    ) -> Result<Vec<Target<S::Body>>, Reply> {
+        if !charset.eq_ignore_ascii_case(b"UTF-8") && !charset.eq_ignore_ascii_case(b"US-ASCII") {
+            return Err(Reply::no(
+                "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.",
+            ));
+        }
+        if keys.uses_modseq() {
+            self.enable_condstore();
+        }
+        let Some(sel) = self.selected() else {
+            return Err(Reply::bad("No mailbox selected."));
+        };
+        let all: Vec<usize> = (0..sel.uids.len()).collect();
+        let matched = self.evaluate(store, keys, &all).await?;
+        let indices: Vec<usize> = matched.iter().map(|m| m.0).collect();
+        Ok(self.targets(store, &indices))
+    }
+}
+
+/// The header fields a message is sorted and threaded by.
+async fn headers<S: MailStore>(store: &S, body: S::Body) -> Result<mime::SortHeaders, Reply> {
+    match store.read_body(body).await {
+        Ok(b) => Ok(mime::sort_headers(&b)),
+        Err(e) => Err(store_error(&e, "[EXPUNGEISSUED] Message was expunged.")),
     }
 }
