@@ -53,6 +53,11 @@ fn deleted_mail_gives_its_disk_space_back() {
     }
     println!("segments: {full} -> {}", most_segments(&s.data_dir()));
     assert!(s.log_text().contains("segment compacted"));
+    let stats = String::from_utf8_lossy(&s.cli(&["stats"]).stdout).to_string();
+    assert!(
+        stats.lines().any(|l| l.starts_with("storage.compaction")),
+        "stats show compaction passes:\n{stats}"
+    );
     s.python("compaction.py", &["check", "60"]);
     s.kill9();
     s.spawn();

@@ -123,6 +123,7 @@ metrics! {
     StorageCommit => "storage.commit" Micros,
     StorageFdatasync => "storage.fdatasync" Micros,
     StorageRead => "storage.read" Micros,
+    StorageCompaction => "storage.compaction" Micros,
     DeliveryCrossShard => "delivery.cross_shard" Micros,
     ///
     /// Records per group commit: a count, not µs (record with `record_value`).

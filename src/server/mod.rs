@@ -184,4 +184,10 @@ impl storage::StorageObserver for StorageMetrics {
             std::time::Duration::from_micros(micros),
         );
     }
+    fn compacted(&self, _moved_bytes: u64, micros: u64) {
+        crate::metrics::record(
+            crate::metrics::Metric::StorageCompaction,
+            std::time::Duration::from_micros(micros),
+        );
+    }
 }

@@ -55,6 +55,9 @@ pub trait StorageObserver {
     }
     /// After a durable change to `account`, its messages take `bytes` in all (for quotas).
     fn usage(&self, _account: &str, _bytes: u64) {}
+    /// Compaction deleted one segment after moving `moved_bytes` of live bodies; it took
+    /// `micros`.
+    fn compacted(&self, _moved_bytes: u64, _micros: u64) {}
 }
 
 /// Tuning of a shard.

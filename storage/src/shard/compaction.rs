@@ -99,6 +99,7 @@ impl Shard {
 
     /// Moves the live bodies out of the oldest segment, which must be sealed, and deletes it.
     pub(crate) async fn compact_oldest(&self) -> Result<(), StorageError> {
+        let start = Instant::now();
         let oldest = {
             let log = self.log.borrow();
             assert!(
@@ -160,10 +161,16 @@ impl Shard {
             file,
             since: Instant::now(),
         });
+        drop(retired);
+        let moved_bytes: u64 = bodies.iter().map(|b| u64::from(b.len)).sum();
+        if let Some(o) = &self.opts.observer {
+            o.compacted(moved_bytes, super::micros_since(start));
+        }
         tracing::info!(
             shard = self.id,
             segment = oldest,
             moved = bodies.len(),
+            moved_bytes,
             "segment compacted"
         );
         Ok(())
