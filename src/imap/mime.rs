@@ -381,6 +381,9 @@ pub struct SortHeaders {
     pub references: Vec<String>,
 }
 
+/// References kept per message for THREAD: the nearest ancestors.
+const MAX_REFERENCES: usize = 100;
+
 /// Reads the fields SORT needs from a message's header.
 pub fn sort_headers(msg: &[u8]) -> SortHeaders {
     let fields = fields(&msg[..header_len(msg)]);
@@ -413,9 +416,14 @@ pub fn sort_headers(msg: &[u8]) -> SortHeaders {
         message_id: last_field(&fields, "Message-ID")
             .and_then(|f| msg_ids(&unfold(f.value)).into_iter().next()),
         references: {
-            let refs = last_field(&fields, "References")
+            let mut refs = last_field(&fields, "References")
                 .map(|f| msg_ids(&unfold(f.value)))
                 .unwrap_or_default();
+            // The parent is the last; keeping the nearest ancestors bounds THREAD's work on a
+            // header built with thousands (clients trim theirs to a few dozen).
+            if refs.len() > MAX_REFERENCES {
+                refs.drain(..refs.len() - MAX_REFERENCES);
+            }
             if refs.is_empty() {
                 last_field(&fields, "In-Reply-To")
                     .and_then(|f| msg_ids(&unfold(f.value)).into_iter().next())
@@ -1728,6 +1736,47 @@ fn node_text_contains(node: &Node<'_>, folded_needle: &str, depth: usize) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sort_headers_read_what_sort_and_thread_need() {
+        let refs: Vec<String> = (0..150).map(|i| format!("<r{i}@x>")).collect();
+        let msg = format!(
+            "From: Team: a@b.org, c@d.org;\r\nTo: =?UTF-8?Q?=C3=89mile?= <emile@e.org>\r\n\
+             Date: Fri, 22 Feb 2008 10:00:00 +0200\r\nSubject: =?UTF-8?Q?Re=3A_caf=C3=A9?=\r\n\
+             Message-ID: <m@x> junk\r\nReferences: {}\r\nIn-Reply-To: <ignored@x>\r\n\r\nbody\r\n",
+            refs.join(" ")
+        );
+        let h = sort_headers(msg.as_bytes());
+        assert_eq!(h.subject, "Re: café");
+        assert_eq!(h.date, Some(1_203_667_200), "10:00 +0200 is 08:00 UTC");
+        let from = h.from.unwrap();
+        assert_eq!(
+            (from.mailbox.as_str(), from.host.as_str()),
+            ("Team", ""),
+            "a group by name"
+        );
+        assert_eq!(h.to.unwrap().display.as_deref(), Some("Émile"));
+        assert!(h.cc.is_none());
+        assert_eq!(h.message_id.as_deref(), Some("m@x"));
+        assert_eq!(
+            h.references.len(),
+            MAX_REFERENCES,
+            "the nearest ancestors only"
+        );
+        assert_eq!(
+            h.references.last().map(String::as_str),
+            Some("r149@x"),
+            "the parent stays"
+        );
+
+        let reply = sort_headers(b"In-Reply-To: <p@x> <q@x>\r\nMessage-ID: <no-at-sign>\r\n\r\n");
+        assert_eq!(
+            reply.references,
+            ["p@x"],
+            "without References, the first In-Reply-To id"
+        );
+        assert_eq!(reply.message_id, None, "an id without @ is not one");
+    }
     use proptest::prelude::*;
 
     /// Compares IMAP output with a hand-written expectation, showing both as text on failure.
