@@ -3,6 +3,7 @@
 //! The IMAP layer mirrors the storage API with its own types (so it can be tested against an
 //! in-memory store); this adapter only converts between the two.
 
+use super::mime::{self, SortHeaders};
 use super::store::{
     AppendResult, CopyResult, FlagOp, FlagUpdate, MailStore, MailboxInfo, MailboxView, MessageView,
     SpecialUse, StoreError, StoreOutcome,
@@ -11,12 +12,23 @@ use crate::net::Hold;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use storage::{BodyRef, MailboxIndex, MessageMeta, Shard, StorageError};
 
 /// `\Recent` marks: per (account, mailbox) the first UID no session has claimed yet. Kept in
 /// memory on the owning executor, as RFC 3501 allows.
 #[derive(Default)]
 pub struct RecentMarks(RefCell<HashMap<(String, String), (u32, u32)>>);
+
+/// Header fields cached per executor for SORT and THREAD, which a webmail client sends on
+/// every page it shows. A body never changes, and compaction gives a moved body a new
+/// reference, so an entry never goes stale; the cache is just dropped when it is full.
+const SORT_CACHE_ENTRIES: usize = 50_000;
+
+thread_local! {
+    static SORT_CACHE: RefCell<HashMap<(u32, BodyRef), Rc<SortHeaders>>> =
+        RefCell::new(HashMap::new());
+}
 
 /// A shard seen through the IMAP session's eyes.
 pub struct ShardStore<'a> {
@@ -266,6 +278,23 @@ impl MailStore for ShardStore<'_> {
 
     async fn read_body(&self, body: BodyRef) -> Result<Bytes, StoreError> {
         self.shard.read_body(body).await.map_err(err)
+    }
+
+    async fn sort_headers(&self, body: BodyRef) -> Result<Rc<SortHeaders>, StoreError> {
+        let key = (self.shard.id(), body);
+        if let Some(h) = SORT_CACHE.with(|c| c.borrow().get(&key).cloned()) {
+            return Ok(h);
+        }
+        let b = self.shard.read_body(body).await.map_err(err)?;
+        let h = Rc::new(mime::sort_headers(&b));
+        SORT_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= SORT_CACHE_ENTRIES {
+                c.clear();
+            }
+            c.insert(key, h.clone());
+        });
+        Ok(h)
     }
 
     fn mailbox_version(&self, account: &str, mailbox: &str) -> u64 {

@@ -4,10 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
+
+use super::mime::SortHeaders;
 
 /// Bits of [`MessageView::flags`]: system flags in bits 0–4, keyword i of
 /// [`MailboxView::keywords`] in bit 8+i.
@@ -277,6 +280,12 @@ pub trait MailStore {
     ) -> Result<CopyResult, StoreError>;
     /// The exact message bytes.
     async fn read_body(&self, body: Self::Body) -> Result<Bytes, StoreError>;
+    /// The header fields SORT and THREAD order by. A store may cache them: bodies never
+    /// change.
+    async fn sort_headers(&self, body: Self::Body) -> Result<Rc<SortHeaders>, StoreError> {
+        let b = self.read_body(body).await?;
+        Ok(Rc::new(super::mime::sort_headers(&b)))
+    }
     /// Claims `bytes` of memory for this session's responses (all its pending output, a body
     /// about to be read included), replacing its previous claim; false when they do not fit
     /// next to what other sessions hold. Responses wait in memory until the client reads them,

@@ -4,13 +4,14 @@
 use super::mailboxes::store_error;
 use super::messages::{quoted_tag, write_esearch, Target};
 use super::{Reply, Session, State};
-use crate::imap::mime;
+use crate::imap::mime::SortHeaders;
 use crate::imap::parser::SearchReturn;
 use crate::imap::response;
 use crate::imap::search::SearchKey;
 use crate::imap::sort::{self, SortCriterion, SortItem};
 use crate::imap::store::MailStore;
 use crate::imap::thread::{self, Algorithm, ThreadMsg};
+use std::rc::Rc;
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
@@ -51,7 +52,7 @@ impl Session {
             let seq = t.idx as u32 + 1;
             items.push(SortItem {
                 seq,
-                values: sort::values(criteria, header.as_ref(), t.date, t.size),
+                values: sort::values(criteria, header.as_deref(), t.date, t.size),
             });
             ids.push((seq, t.uid, t.modseq));
         }
@@ -133,9 +134,9 @@ impl Session {
                 seq: t.idx as u32 + 1,
                 id: if uid { t.uid } else { t.idx as u32 + 1 },
                 date: h.date.unwrap_or(t.date),
-                subject: h.subject,
-                message_id: h.message_id,
-                references: h.references,
+                subject: h.subject.clone(),
+                message_id: h.message_id.clone(),
+                references: h.references.clone(),
             });
         }
         // `"THREAD" [SP 1*thread-list]`: no space when nothing matched.
@@ -176,9 +177,9 @@ impl Session {
 }
 
 /// The header fields a message is sorted and threaded by.
-async fn headers<S: MailStore>(store: &S, body: S::Body) -> Result<mime::SortHeaders, Reply> {
-    match store.read_body(body).await {
-        Ok(b) => Ok(mime::sort_headers(&b)),
-        Err(e) => Err(store_error(&e, "[EXPUNGEISSUED] Message was expunged.")),
-    }
+async fn headers<S: MailStore>(store: &S, body: S::Body) -> Result<Rc<SortHeaders>, Reply> {
+    store
+        .sort_headers(body)
+        .await
+        .map_err(|e| store_error(&e, "[EXPUNGEISSUED] Message was expunged."))
 }
