@@ -381,6 +381,23 @@ pub struct SortHeaders {
     pub references: Vec<String>,
 }
 
+impl SortHeaders {
+    /// Bytes its strings take on the heap (for a cache's budget).
+    pub fn heap_bytes(&self) -> usize {
+        let addr = |a: &Option<FirstAddress>| {
+            a.as_ref().map_or(0, |a| {
+                a.mailbox.len() + a.host.len() + a.display.as_ref().map_or(0, String::len)
+            })
+        };
+        self.subject.len()
+            + addr(&self.from)
+            + addr(&self.to)
+            + addr(&self.cc)
+            + self.message_id.as_ref().map_or(0, String::len)
+            + self.references.iter().map(|r| r.len() + 24).sum::<usize>()
+    }
+}
+
 /// References kept per message for THREAD: the nearest ancestors.
 const MAX_REFERENCES: usize = 100;
 

@@ -23,11 +23,13 @@ pub struct RecentMarks(RefCell<HashMap<(String, String), (u32, u32)>>);
 /// Header fields cached per executor for SORT and THREAD, which a webmail client sends on
 /// every page it shows. A body never changes, and compaction gives a moved body a new
 /// reference, so an entry never goes stale; the cache is just dropped when it is full.
-const SORT_CACHE_ENTRIES: usize = 50_000;
+const SORT_CACHE_BYTES: usize = 16 << 20;
+
+/// The cache and the bytes its entries take.
+type SortCache = (HashMap<(u32, BodyRef), Rc<SortHeaders>>, usize);
 
 thread_local! {
-    static SORT_CACHE: RefCell<HashMap<(u32, BodyRef), Rc<SortHeaders>>> =
-        RefCell::new(HashMap::new());
+    static SORT_CACHE: RefCell<SortCache> = RefCell::new((HashMap::new(), 0));
 }
 
 /// A shard seen through the IMAP session's eyes.
@@ -282,17 +284,21 @@ impl MailStore for ShardStore<'_> {
 
     async fn sort_headers(&self, body: BodyRef) -> Result<Rc<SortHeaders>, StoreError> {
         let key = (self.shard.id(), body);
-        if let Some(h) = SORT_CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        if let Some(h) = SORT_CACHE.with(|c| c.borrow().0.get(&key).cloned()) {
             return Ok(h);
         }
         let b = self.shard.read_body(body).await.map_err(err)?;
         let h = Rc::new(mime::sort_headers(&b));
+        let cost = h.heap_bytes() + std::mem::size_of::<SortHeaders>() + 64;
         SORT_CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() >= SORT_CACHE_ENTRIES {
-                c.clear();
+            let (map, bytes) = &mut *c.borrow_mut();
+            if *bytes + cost > SORT_CACHE_BYTES {
+                map.clear();
+                *bytes = 0;
             }
-            c.insert(key, h.clone());
+            if map.insert(key, h.clone()).is_none() {
+                *bytes += cost;
+            }
         });
         Ok(h)
     }
