@@ -74,6 +74,9 @@ pub struct ShardOptions {
     /// Compact in the background when old segments are mostly dead ([`Shard::compact`]
     /// does it on demand either way).
     pub auto_compact: bool,
+    /// How often the background also looks, for shards where mail is deleted but no new
+    /// segment gets sealed (sealing one is the other moment it looks).
+    pub compact_check: std::time::Duration,
 }
 
 impl Default for ShardOptions {
@@ -86,6 +89,7 @@ impl Default for ShardOptions {
             // at the bandwidth limit, without a visible gain for group commits.
             preallocate: Preallocate::Fallocate,
             auto_compact: true,
+            compact_check: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -98,6 +102,7 @@ impl fmt::Debug for ShardOptions {
             .field("observer", &self.observer.is_some())
             .field("preallocate", &self.preallocate)
             .field("auto_compact", &self.auto_compact)
+            .field("compact_check", &self.compact_check)
             .finish()
     }
 }
@@ -424,6 +429,13 @@ impl Shard {
         glommio::spawn_local(commit_task(Rc::downgrade(&shard))).detach();
         tracing::debug!(shard = id, ?end, "shard opened");
         shard.maybe_compact();
+        if shard.opts.auto_compact {
+            glommio::spawn_local(compaction::check_task(
+                Rc::downgrade(&shard),
+                shard.opts.compact_check,
+            ))
+            .detach();
+        }
         Ok(shard)
     }
 

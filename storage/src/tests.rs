@@ -32,6 +32,7 @@ fn opts() -> ShardOptions {
         observer: None,
         preallocate: Preallocate::Fallocate,
         auto_compact: false,
+        compact_check: std::time::Duration::from_secs(300),
     }
 }
 
@@ -1415,5 +1416,41 @@ fn a_compacted_shard_without_its_snapshot_refuses_to_open() {
             }
             other => panic!("opened without the snapshot: {other:?}"),
         }
+    });
+}
+
+#[test]
+fn deleted_mail_is_compacted_in_the_background_without_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let (shard, stored, _) = filled_shard(&data, 200).await;
+        crash(shard).await;
+        let mut o = opts_small();
+        o.auto_compact = true;
+        o.compact_check = std::time::Duration::from_millis(20);
+        let shard = Shard::open(&data, 0, o).await.unwrap();
+        let before = segment_files(&data);
+        let uids: Vec<u32> = stored.iter().map(|(u, _)| *u).collect();
+        shard.expunge("a@x", "INBOX", &uids).await.unwrap();
+        // Nothing is written after the expunge: only the periodic look can find the garbage.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while segment_files(&data)[0] == before[0] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no compaction: {before:?}"
+            );
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        while shard.compacting() {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let archived = shard
+            .with_mailbox("a@x", "Archive", |m| m.messages().to_vec())
+            .unwrap();
+        for (m, (_, body)) in archived.iter().zip(stored.iter().step_by(3)) {
+            assert_eq!(shard.read_body(m.body).await.unwrap(), *body);
+        }
+        shard.close().await.unwrap();
     });
 }

@@ -176,6 +176,12 @@ impl Shard {
         Ok(())
     }
 
+    /// True while a compaction pass runs.
+    #[cfg(test)]
+    pub(crate) fn compacting(&self) -> bool {
+        self.compacting.get()
+    }
+
     #[cfg(test)]
     pub(crate) fn stop_compaction_at(&self, stage: u8) {
         self.compaction_stop.set(stage);
@@ -188,6 +194,17 @@ impl Shard {
             .iter()
             .find(|r| r.segment == segment)
             .map(|r| r.file.clone())
+    }
+}
+
+/// Looks every `every` whether compaction is due, until the shard is closed or dropped.
+pub(super) async fn check_task(weak: std::rc::Weak<Shard>, every: Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        match weak.upgrade() {
+            Some(shard) if !shard.closed.get() => shard.maybe_compact(),
+            _ => return,
+        }
     }
 }
 
