@@ -87,9 +87,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Sends a command in one write (a line and its CRLF apart would wait for the server's
+    /// delayed ACK) and reads the reply.
     async fn cmd(&mut self, line: &str) -> Result<Reply, AttemptError> {
-        self.io.write_all(line.as_bytes()).await?;
-        self.io.write_all(b"\r\n").await?;
+        let mut out = Vec::with_capacity(line.len() + 2);
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        self.io.write_all(&out).await?;
         self.io.flush().await?;
         self.reply().await
     }
@@ -185,6 +189,9 @@ pub async fn send(a: Attempt<'_>) -> Result<Vec<Outcome>, AttemptError> {
     stream
         .set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(std::io::Error::from)?;
+    // Every write is a whole command or message: nothing to gain from Nagle's algorithm, and
+    // with it the end of a message can wait for the server's delayed ACK.
+    stream.set_nodelay(true).map_err(std::io::Error::from)?;
     let mut c = Client {
         io: stream,
         buf: Vec::new(),
@@ -249,8 +256,9 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     if r.code != 354 {
         return Err(AttemptError::Refused(r));
     }
-    c.io.write_all(&dot_stuff(a.body)).await?;
-    c.io.write_all(b".\r\n").await?;
+    let mut data = dot_stuff(a.body);
+    data.extend_from_slice(b".\r\n");
+    c.io.write_all(&data).await?;
     c.io.flush().await?;
     let r = c.reply().await?;
     let _ = c.cmd("QUIT").await;

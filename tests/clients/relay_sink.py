@@ -1,8 +1,11 @@
 """Outbound delivery through a relay host: a tiny SMTP sink on SINK_PORT takes the relayed
 message (and refuses one recipient with 550); alice submits over 587 and must get a bounce for
-the refused recipient. Usage: relay_sink.py SINK_PORT"""
+the refused recipient. The sink also times each of ringpost's commands from the sink's reply to
+the command's last byte: a client that sends a line and its CRLF in two writes waits 40 ms for
+the sink's delayed ACK each time. Usage: relay_sink.py SINK_PORT"""
 import imaplib
 import smtplib
+import statistics
 import socket
 import sys
 import threading
@@ -11,18 +14,23 @@ from rp import HOST, port, tls_context, check, message
 
 sink_port = int(sys.argv[1])
 received = []
+gaps = []  # seconds from a reply of the sink to the end of ringpost's next command
 
 
 def serve_one(conn):
     f = conn.makefile("rb")
+    sent = [0.0]
+
     def send(line):
         conn.sendall(line.encode() + b"\r\n")
+        sent[0] = time.monotonic()
     send("220 sink ESMTP")
     rcpts = []
     while True:
         line = f.readline()
         if not line:
             return
+        gaps.append(time.monotonic() - sent[0])
         cmd = line.decode().strip()
         up = cmd.upper()
         if up.startswith("EHLO") or up.startswith("HELO"):
@@ -104,4 +112,8 @@ while time.time() < deadline and not found:
     if not found:
         time.sleep(0.5)
 check(found, "alice got a bounce for the refused recipient")
+median = statistics.median(gaps)
+check(median < 0.020, f"ringpost's commands to the relay come without delayed-ACK stalls: "
+                      f"median {median * 1000:.1f} ms over {len(gaps)} "
+                      f"({' '.join(f'{g * 1000:.0f}' for g in gaps)})")
 print("ALL OK")
