@@ -197,12 +197,20 @@ impl Shard {
     }
 }
 
-/// Looks every `every` whether compaction is due, until the shard is closed or dropped.
+/// Looks every `every` whether compaction is due (and closes deleted segments whose grace is
+/// over), until the shard is closed or dropped.
 pub(super) async fn check_task(weak: std::rc::Weak<Shard>, every: Duration) {
     loop {
         glommio::timer::sleep(every).await;
         match weak.upgrade() {
-            Some(shard) if !shard.closed.get() => shard.maybe_compact(),
+            Some(shard) if !shard.closed.get() => {
+                // A deleted segment's space comes back only once its last handle is closed.
+                shard
+                    .retired
+                    .borrow_mut()
+                    .retain(|r| r.since.elapsed() < RETIRED_GRACE);
+                shard.maybe_compact();
+            }
             _ => return,
         }
     }
