@@ -134,8 +134,10 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
                     break;
                 }
                 let idle = inbuf.is_empty() && session.is_between_commands();
-                if !idle {
-                    conn.ack_promptly(); // a line, a message or a BDAT chunk is only partly here
+                // A line, a message or a BDAT chunk is only partly here. (Right after 354 the
+                // reply carried the ACK: asking again would only add an ACK per message.)
+                if !inbuf.is_empty() || session.is_mid_send() {
+                    conn.ack_promptly();
                 }
                 let read = match read_or_stop(&mut conn, &mut chunk, &exec.stopping, idle).await {
                     ReadOrStop::Read(r) => r,

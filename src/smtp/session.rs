@@ -415,6 +415,16 @@ impl Session {
         }
     }
 
+    /// True while the client owes the rest of something it sent without waiting for a reply:
+    /// a DATA message it has begun, or a BDAT chunk. (A partial line is the driver's to see.)
+    pub fn is_mid_send(&self) -> bool {
+        match &self.mode {
+            Mode::Chunk { .. } => true,
+            Mode::Data(r) => r.buffered() > 0,
+            _ => false,
+        }
+    }
+
     /// True between commands with no message data in progress: where a stopping server may
     /// say goodbye without cutting a message or an exchange in half.
     pub fn is_between_commands(&self) -> bool {

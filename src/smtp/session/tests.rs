@@ -906,6 +906,29 @@ fn bdat_chunks_assemble_a_message() {
 }
 
 #[test]
+fn mid_send_is_a_begun_message_or_an_awaited_chunk() {
+    let mut s = session(ListenerKind::Mx, false);
+    let (p, _) = feed(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
+    );
+    assert!(p.consumed > 0);
+    assert!(
+        !s.is_mid_send(),
+        "after 354 nothing of the message is here yet"
+    );
+    feed(&mut s, b"Subject: x\r\n");
+    assert!(s.is_mid_send(), "a message begun");
+    let mut s = session(ListenerKind::Mx, false);
+    feed(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\nBDAT 5 LAST\r\n",
+    );
+    assert!(s.is_mid_send(), "a chunk announced, none of it here");
+    assert!(!session(ListenerKind::Mx, false).is_mid_send());
+}
+
+#[test]
 fn refused_bdat_chunk_is_skipped_not_executed() {
     let mut s = session(ListenerKind::Mx, false);
     let (p, out) = feed(&mut s, b"EHLO c\r\nBDAT 6\r\nQUIT\r\nNOOP\r\n");
