@@ -26,11 +26,7 @@ fn most_segments(data: &Path) -> usize {
 
 #[test]
 fn deleted_mail_gives_its_disk_space_back() {
-    let mut s = Server::new();
-    let cfg = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("executors = 2\n", "executors = 2\nsegment_size = 65536\n");
-    std::fs::write(&s.config, cfg).unwrap();
+    let mut s = Server::with_small_segments();
     s.spawn();
     s.python("compaction.py", &["fill", "300"]);
     let full = most_segments(&s.data_dir());

@@ -39,11 +39,7 @@ fn kill9_during_mailbox_changes_keeps_every_acknowledged_one() {
 /// moves bodies and deletes segments while the changes go on and the kill comes.
 #[test]
 fn kill9_during_mailbox_changes_and_compaction_keeps_every_acknowledged_one() {
-    let s = Server::new();
-    let cfg = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("executors = 2\n", "executors = 2\nsegment_size = 65536\n");
-    std::fs::write(&s.config, cfg).unwrap();
+    let s = Server::with_small_segments();
     let compactions = mailbox_changes_survive_kill9(s, &["churn"]);
     assert!(compactions > 0, "compaction ran before the kill");
 }

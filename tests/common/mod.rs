@@ -85,6 +85,16 @@ impl Server {
         Self::with_config(limits, "")
     }
 
+    /// Like `new`, with 64 KiB shard log segments, so compaction runs on a little mail.
+    pub fn with_small_segments() -> Server {
+        let s = Self::new();
+        let cfg = std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("executors = 2\n", "executors = 2\nsegment_size = 65536\n");
+        std::fs::write(&s.config, cfg).unwrap();
+        s
+    }
+
     /// Like `new`, with extra `[limits]` keys and extra sections at the end of the config.
     pub fn with_config(limits: &str, tail: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
