@@ -1148,15 +1148,22 @@ fn search_return(c: &mut Cursor<'_>) -> LexResult<Option<Vec<SearchReturn>>> {
     Ok(Some(opts))
 }
 
-/// `THREAD algorithm charset keys` (RFC 5256 §4).
-fn thread<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
-    c.sp()?;
-    let algorithm = Algorithm::from_atom(c.atom()?).ok_or("Unknown thread algorithm")?;
+/// `SP charset SP search-keys` to the end of the line: how SORT and THREAD end (RFC 5256),
+/// with the charset required, unlike SEARCH's optional `CHARSET x`.
+fn charset_and_keys<'a>(c: &mut Cursor<'a>) -> LexResult<(Str<'a>, SearchKey<'a>)> {
     c.sp()?;
     let charset = c.astring()?;
     c.sp()?;
     let keys = search_criteria(c)?;
     c.end()?;
+    Ok((charset, keys))
+}
+
+/// `THREAD algorithm charset keys` (RFC 5256 §4).
+fn thread<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
+    c.sp()?;
+    let algorithm = Algorithm::from_atom(c.atom()?).ok_or("Unknown thread algorithm")?;
+    let (charset, keys) = charset_and_keys(c)?;
     Ok(CommandBody::Thread {
         uid,
         algorithm,
@@ -1185,11 +1192,7 @@ fn sort<'a>(c: &mut Cursor<'a>, uid: bool) -> LexResult<CommandBody<'a>> {
         }
     }
     c.expect(b')', "Missing ) after sort criteria")?;
-    c.sp()?;
-    let charset = c.astring()?;
-    c.sp()?;
-    let keys = search_criteria(c)?;
-    c.end()?;
+    let (charset, keys) = charset_and_keys(c)?;
     Ok(CommandBody::Sort {
         uid,
         ret,

@@ -69,11 +69,16 @@ pub enum SortValue {
     Text(String),
 }
 
-/// What one message is sorted by: its sequence number and a value per criterion.
+/// What one message is sorted by (a value per criterion, then its sequence number), with the
+/// UID and MODSEQ a response reports.
 #[derive(Debug, Clone)]
 pub struct SortItem {
     /// The message's sequence number (breaks ties).
     pub seq: u32,
+    /// Its UID.
+    pub uid: u32,
+    /// Its MODSEQ.
+    pub modseq: u64,
     /// Values, one per criterion.
     pub values: Vec<SortValue>,
 }
@@ -296,7 +301,12 @@ mod tests {
     }
 
     fn item(seq: u32, values: Vec<SortValue>) -> SortItem {
-        SortItem { seq, values }
+        SortItem {
+            seq,
+            uid: seq,
+            modseq: 1,
+            values,
+        }
     }
 
     #[test]

@@ -394,16 +394,7 @@ impl Session {
                 uses_modseq,
             );
         } else {
-            self.output.extend_from_slice(b"* SEARCH");
-            for r in &results {
-                self.output.push(b' ');
-                response::number(&mut self.output, r);
-            }
-            if let (true, Some(top)) = (uses_modseq, modseqs.iter().copied().max()) {
-                self.output
-                    .extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
-            }
-            self.output.extend_from_slice(b"\r\n");
+            write_numbers(&mut self.output, "SEARCH", &results, &modseqs, uses_modseq);
         }
         Reply::ok("Search completed.")
     }
@@ -571,6 +562,27 @@ pub(super) fn update_point(sel: &Selected) -> (u64, u32, usize) {
         sel.uidnext,
         sel.uids.len() - sel.gone_count,
     )
+}
+
+/// Writes `* SEARCH` or `* SORT` with `results`, and with CONDSTORE the highest of `modseqs`
+/// (RFC 7162 §3.1.5).
+pub(super) fn write_numbers(
+    out: &mut Vec<u8>,
+    name: &str,
+    results: &[u32],
+    modseqs: &[u64],
+    uses_modseq: bool,
+) {
+    out.extend_from_slice(b"* ");
+    out.extend_from_slice(name.as_bytes());
+    for r in results {
+        out.push(b' ');
+        response::number(out, r);
+    }
+    if let (true, Some(top)) = (uses_modseq, modseqs.iter().copied().max()) {
+        out.extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes an ESEARCH response (RFC 4731) for SEARCH or SORT: `results` in the order to report

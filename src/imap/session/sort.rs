@@ -2,11 +2,10 @@
 //! (RFC 5267), and THREAD / UID THREAD (RFC 5256 §4): the search, then the order.
 
 use super::mailboxes::store_error;
-use super::messages::{quoted_tag, write_esearch, Target};
+use super::messages::{quoted_tag, write_esearch, write_numbers, Target};
 use super::{Reply, Session, State};
 use crate::imap::mime::SortHeaders;
 use crate::imap::parser::SearchReturn;
-use crate::imap::response;
 use crate::imap::search::SearchKey;
 use crate::imap::sort::{self, SortCriterion, SortItem};
 use crate::imap::store::MailStore;
@@ -39,7 +38,6 @@ impl Session {
         };
         let needs_header = criteria.iter().any(|c| c.key.needs_header());
         let mut items = Vec::with_capacity(targets.len());
-        let mut ids = Vec::with_capacity(targets.len());
         for t in targets {
             let header = if needs_header {
                 match headers(store, t.body).await {
@@ -49,25 +47,24 @@ impl Session {
             } else {
                 None
             };
-            let seq = t.idx as u32 + 1;
             items.push(SortItem {
-                seq,
+                seq: t.idx as u32 + 1,
+                uid: t.uid,
+                modseq: t.modseq,
                 values: sort::values(criteria, header.as_deref(), t.date, t.size),
             });
-            ids.push((seq, t.uid, t.modseq));
         }
         sort::sort(criteria, &mut items);
-        // `ids` is in sequence order: find each sorted message's UID and MODSEQ there.
-        let id_of = |seq: u32| ids[ids.partition_point(|i| i.0 < seq)];
         let results: Vec<u32> = items
             .iter()
-            .map(|i| if uid { id_of(i.seq).1 } else { i.seq })
+            .map(|i| if uid { i.uid } else { i.seq })
             .collect();
+        let modseqs: Vec<u64> = items.iter().map(|i| i.modseq).collect();
         match ret {
             Some(opts) => {
                 let save = opts.contains(&SearchReturn::Save);
                 if save {
-                    let mut saved: Vec<u32> = items.iter().map(|i| id_of(i.seq).1).collect();
+                    let mut saved: Vec<u32> = items.iter().map(|i| i.uid).collect();
                     saved.sort_unstable();
                     if let State::Selected(sel) = &mut self.state {
                         sel.saved = saved;
@@ -82,7 +79,6 @@ impl Session {
                     shown.push(SearchReturn::All);
                 }
                 if !shown.is_empty() {
-                    let modseqs: Vec<u64> = items.iter().map(|i| id_of(i.seq).2).collect();
                     write_esearch(
                         &mut self.output,
                         tag,
@@ -94,20 +90,7 @@ impl Session {
                     );
                 }
             }
-            None => {
-                self.output.extend_from_slice(b"* SORT");
-                for r in &results {
-                    self.output.push(b' ');
-                    response::number(&mut self.output, r);
-                }
-                if uses_modseq {
-                    if let Some(top) = items.iter().map(|i| id_of(i.seq).2).max() {
-                        self.output
-                            .extend_from_slice(format!(" (MODSEQ {top})").as_bytes());
-                    }
-                }
-                self.output.extend_from_slice(b"\r\n");
-            }
+            None => write_numbers(&mut self.output, "SORT", &results, &modseqs, uses_modseq),
         }
         Reply::ok("Sort completed.")
     }
