@@ -22,6 +22,11 @@ pub(crate) const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 6] = [
     ("Archive", Some(SpecialUse::Archive)),
 ];
 
+/// Total size of `msgs`.
+fn sum_sizes(msgs: &[MessageMeta]) -> u64 {
+    msgs.iter().map(|m| u64::from(m.size)).sum()
+}
+
 /// Canonical spelling of a mailbox name: INBOX in any case becomes `INBOX`.
 pub(crate) fn canonical(name: &str) -> Cow<'_, str> {
     if name.eq_ignore_ascii_case(INBOX) && name != INBOX {
@@ -65,6 +70,11 @@ pub struct MailboxIndex {
     pub(crate) visible_uidnext: u32,
     /// Change counter for IDLE; runtime only (reset on open).
     pub(crate) version: u64,
+    /// Sum of `size` over every entry of `messages`, pending ones included, so that quota
+    /// usage costs O(pending), not O(mailbox), per commit. Derived: not in snapshots (the
+    /// layout stays as it was) and recounted when a snapshot is read ([`Index::recount_bytes`]).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub(crate) all_bytes: u64,
 }
 
 impl MailboxIndex {
@@ -80,6 +90,7 @@ impl MailboxIndex {
             messages: Vec::new(),
             visible_uidnext: 1,
             version: 1,
+            all_bytes: 0,
         }
     }
 
@@ -139,7 +150,8 @@ impl MailboxIndex {
 
     /// Bytes of this mailbox's visible messages.
     pub(crate) fn bytes(&self) -> u64 {
-        self.messages().iter().map(|m| u64::from(m.size)).sum()
+        let pending = &self.messages[self.messages().len()..];
+        self.all_bytes - sum_sizes(pending)
     }
 
     pub(crate) fn info(&self, subscribed: bool) -> MailboxInfo {
@@ -256,6 +268,7 @@ impl Index {
                     dst.highest_modseq = src.highest_modseq;
                     dst.keywords = src.keywords.clone();
                     dst.messages = std::mem::take(&mut src.messages);
+                    dst.all_bytes = std::mem::take(&mut src.all_bytes);
                     src.highest_modseq += 1;
                     touched = [Some((src.mid, src.uidnext)), Some((next_mid, dst.uidnext))];
                     acct.mailboxes.insert(INBOX.to_owned(), src);
@@ -331,6 +344,7 @@ impl Index {
                     internal_date: *internal_date,
                     body: *body,
                 });
+                mb.all_bytes += u64::from(body.len);
                 mb.uidnext = uid + 1;
                 mb.highest_modseq = *modseq;
                 touched[0] = Some((mb.mid, mb.uidnext));
@@ -374,15 +388,21 @@ impl Index {
                 }
                 let before = mb.messages.len();
                 let mut gone = uids.iter().peekable();
+                let mut freed = 0;
                 mb.messages.retain(|m| {
                     while gone.peek().is_some_and(|u| **u < m.uid) {
                         gone.next();
                     }
-                    gone.peek() != Some(&&m.uid)
+                    let keep = gone.peek() != Some(&&m.uid);
+                    if !keep {
+                        freed += u64::from(m.size);
+                    }
+                    keep
                 });
                 if before - mb.messages.len() != uids.len() {
                     return Err("expunge of missing UIDs".into());
                 }
+                mb.all_bytes -= freed;
                 mb.highest_modseq = *modseq;
                 touched[0] = Some((mb.mid, mb.uidnext));
             }
@@ -514,6 +534,15 @@ impl Index {
         }
     }
 
+    /// Sets the derived byte totals, which snapshots do not carry.
+    pub(crate) fn recount_bytes(&mut self) {
+        for acct in self.accounts.values_mut() {
+            for mb in acct.mailboxes.values_mut() {
+                mb.all_bytes = sum_sizes(&mb.messages);
+            }
+        }
+    }
+
     /// Checks the invariants of the whole index (used after recovery and in tests).
     pub(crate) fn check(&self) -> Result<(), String> {
         for (name, acct) in &self.accounts {
@@ -532,6 +561,9 @@ impl Index {
                 }
                 if mb.keywords.len() > MAX_KEYWORDS {
                     return Err(format!("{name}/{mname}: too many keywords"));
+                }
+                if mb.all_bytes != sum_sizes(&mb.messages) {
+                    return Err(format!("{name}/{mname}: byte total drifted"));
                 }
             }
         }
@@ -648,6 +680,59 @@ mod tests {
         assert_eq!(old.messages.len(), 1);
         assert_eq!(old.uidvalidity, 8);
         assert_ne!(old.mid, inbox.mid);
+    }
+
+    #[test]
+    fn byte_totals_follow_appends_pending_expunges_and_renames() {
+        let mut ix = base();
+        for uid in 1..=4 {
+            ix.apply(&append(uid, u64::from(uid) + 1)).unwrap();
+        }
+        let mb = ix.mailbox("a", INBOX).unwrap();
+        assert_eq!(mb.bytes(), 0, "nothing visible before its commit");
+        ix.accounts
+            .get_mut("a")
+            .unwrap()
+            .mailboxes
+            .get_mut(INBOX)
+            .unwrap()
+            .visible_uidnext = 3;
+        assert_eq!(
+            ix.account_bytes("a"),
+            20,
+            "UIDs 1 and 2 are durable, 3 and 4 pending"
+        );
+        ix.apply(&Record::Expunged {
+            account: "a",
+            mailbox: INBOX,
+            modseq: 10,
+            uids: vec![1, 4],
+        })
+        .unwrap();
+        assert_eq!(ix.account_bytes("a"), 10);
+        ix.mark_all_durable();
+        assert_eq!(ix.account_bytes("a"), 20);
+        ix.apply(&Record::MailboxRenamed {
+            account: "a",
+            from: INBOX,
+            to: "Old",
+            uidvalidity: 8,
+        })
+        .unwrap();
+        assert_eq!(ix.mailbox("a", INBOX).unwrap().bytes(), 0);
+        assert_eq!(ix.mailbox("a", "Old").unwrap().bytes(), 20);
+        ix.check().unwrap();
+        ix.accounts
+            .get_mut("a")
+            .unwrap()
+            .mailboxes
+            .get_mut("Old")
+            .unwrap()
+            .all_bytes += 1;
+        assert!(
+            ix.check().is_err(),
+            "a drifted total is an invariant violation"
+        );
     }
 
     #[test]

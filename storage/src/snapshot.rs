@@ -64,8 +64,9 @@ pub(crate) fn decode(shard: u32, bytes: &[u8]) -> Result<(Pos, Index), String> {
     // rkyv needs aligned input.
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(data.len());
     aligned.extend_from_slice(data);
-    let index =
+    let mut index =
         rkyv::from_bytes::<Index, rkyv::rancor::Error>(&aligned).map_err(|e| e.to_string())?;
+    index.recount_bytes();
     index.check()?;
     Ok((pos, index))
 }

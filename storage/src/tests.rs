@@ -67,6 +67,7 @@ async fn crash(shard: Rc<Shard>) {
 
 /// The index as recovery rebuilds it (versions and visibility are runtime state).
 fn durable_view(mut ix: Index) -> Index {
+    ix.check().expect("live index invariants");
     ix.mark_all_durable();
     ix
 }
