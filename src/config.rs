@@ -219,6 +219,10 @@ pub struct TlsSection {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// Let IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH work without TLS on 143 and 110
+    /// (Dovecot's `disable_plaintext_auth = no`). Off: LOGINDISABLED, as RFC 8314 asks. SMTP
+    /// AUTH always needs TLS.
+    pub allow_plaintext_auth: bool,
 }
 
 /// `[limits]`

@@ -29,6 +29,14 @@ fn curl_reads_mail_over_imap_and_imaps() {
 }
 
 #[test]
+fn plaintext_auth_is_refused_unless_the_config_allows_it() {
+    let s = Server::new().start();
+    s.python("plaintext_auth.py", &["refused"]);
+    let s = Server::with_config("", "[tls]\nallow_plaintext_auth = true\n").start();
+    s.python("plaintext_auth.py", &["allowed"]);
+}
+
+#[test]
 fn hostile_literals_and_names() {
     let s = Server::new().start();
     let mut r = Raw::connect(s.ports.imap);

@@ -23,6 +23,7 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, conn: Conn) {
     let cfg = Arc::new(Pop3Config {
         hostname: exec.shared.cfg.server.hostname.clone(),
         stls_available: true,
+        allow_plaintext_auth: exec.shared.cfg.tls.allow_plaintext_auth,
         ..Pop3Config::default()
     });
     let transport = if kind.implicit_tls() {
