@@ -34,7 +34,6 @@ pub async fn serve(exec: Rc<Exec>, kind: Listener, conn: Conn) {
         max_line: l.max_line_length.max(65536),
         quota_bytes: l.quota_bytes,
         allow_plaintext_auth: exec.shared.cfg.tls.allow_plaintext_auth,
-        ..SessionConfig::default()
     };
     let session = Session::new(cfg, conn.is_tls());
     run(exec, conn, session).await;
