@@ -205,3 +205,48 @@ fn account_changes_reach_a_running_server() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     s.python("login_check.py", &["dave@example.org", "new-pw", "fail"]);
 }
+
+#[test]
+fn a_second_server_on_the_same_ports_refuses_to_start() {
+    let first = Server::new().start();
+    // Another data directory, the same ports: SO_REUSEPORT would let it take half the mail.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = std::fs::read_to_string(&first.config).unwrap().replace(
+        &first.data_dir().display().to_string(),
+        &data.display().to_string(),
+    );
+    let config = dir.path().join("second.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let log = dir.path().join("second.log");
+    let mut second = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            second.wait().unwrap();
+            panic!("second server on the same ports kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "second server: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{} (smtp)", first.ports.smtp)) && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!data.exists(), "a refused start created its data directory");
+    // The first server still has every connection.
+    for _ in 0..20 {
+        let mut r = common::Raw::connect(first.ports.smtp);
+        assert!(r.line().starts_with("220 mail.example.org"));
+    }
+}

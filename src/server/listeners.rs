@@ -64,6 +64,34 @@ fn set_connection_limit(configured: usize) {
     tracing::info!(fd_limit, max_connections = n, "connection limit");
 }
 
+/// Fails if anyone listens on `addr`. The executors bind with SO_REUSEPORT, which would also
+/// let a second ringpost of the same user (another data_dir, same ports) join silently and
+/// take a share of the connections; a bind without it fails while any socket listens there.
+///
+/// A server killed a moment ago still holds its sockets until the kernel has torn down its
+/// io_uring, so a busy address is retried for up to `patience` before it counts as taken.
+pub fn ensure_free(addr: std::net::SocketAddr, patience: Duration) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let deadline = Instant::now() + patience;
+    loop {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // Connections of a previous run lingering in TIME_WAIT do not count.
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    "address in use (another server, or another ringpost, listens there)",
+                ));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Binds a listening socket shared by every executor (SO_REUSEPORT). SO_REUSEADDR lets a
 /// restart bind while connections of the previous run linger in TIME_WAIT.
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {

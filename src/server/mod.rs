@@ -48,6 +48,16 @@ pub enum ServerError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(String),
+    /// A configured address is taken (by another ringpost too: see `listeners::ensure_free`).
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Listen {
+        /// The `[listen]` key.
+        listener: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Everything the executors share, read-only.
@@ -81,6 +91,16 @@ pub fn init_tracing(default: &str) {
 /// Runs the server until SIGTERM/SIGINT; returns the exit code.
 pub fn serve(mut cfg: Config, source: Source) -> Result<i32, ServerError> {
     init_tracing(&cfg.server.log);
+    let metrics = cfg.listen.metrics.map(|a| ("metrics", a));
+    let mail = cfg.listen.all().into_iter().map(|(k, a)| (k.name(), a));
+    for (listener, addr) in mail.chain(metrics) {
+        let patience = std::time::Duration::from_secs(5);
+        listeners::ensure_free(addr, patience).map_err(|source| ServerError::Listen {
+            listener,
+            addr,
+            source,
+        })?;
+    }
     let dir = cfg.server.data_dir.clone();
     let data_dir_err = |e: std::io::Error| ServerError::DataDir {
         path: dir.clone(),
