@@ -28,6 +28,14 @@ pub enum DeliveryError {
     /// This executor was asked to store into a shard it does not own.
     #[error("shard {0} is not owned by this executor")]
     NotOwner(u32),
+    /// The shard's disk is full (SMTP answers 452 4.3.1).
+    #[error("shard {shard}: {message}")]
+    NoSpace {
+        /// The shard.
+        shard: u32,
+        /// Storage's explanation.
+        message: String,
+    },
 }
 
 /// Delivers one message (trace prefix + body) to local accounts, durably.
@@ -62,7 +70,7 @@ pub async fn deliver(
             };
             let r = match exec.ctx.call(owner, req).await {
                 Ok(Resp::Delivered(Ok(()))) => Ok(()),
-                Ok(Resp::Delivered(Err(message))) => Err(DeliveryError::Storage { shard, message }),
+                Ok(Resp::Delivered(Err(e))) => Err(e),
                 Ok(_) => Err(DeliveryError::Mesh {
                     executor: owner,
                     message: "unexpected answer".into(),
@@ -101,9 +109,15 @@ pub async fn deliver_local(
     let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
     s.deliver(parts, &names, internal_date)
         .await
-        .map_err(|e| DeliveryError::Storage {
-            shard,
-            message: e.to_string(),
+        .map_err(|e| match e {
+            storage::StorageError::NoSpace { .. } => DeliveryError::NoSpace {
+                shard,
+                message: e.to_string(),
+            },
+            e => DeliveryError::Storage {
+                shard,
+                message: e.to_string(),
+            },
         })?;
     crate::metrics::incr(
         crate::metrics::Counter::Deliveries(shard),

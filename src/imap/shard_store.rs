@@ -50,6 +50,7 @@ fn err(e: StorageError) -> StoreError {
         StorageError::InvalidName => StoreError::InvalidName,
         StorageError::NotPermitted => StoreError::NotPermitted,
         StorageError::TooLarge(n) => StoreError::TooLarge(n),
+        e @ StorageError::NoSpace { .. } => StoreError::NoSpace(e.to_string()),
         other => StoreError::Failed(other.to_string()),
     }
 }

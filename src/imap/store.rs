@@ -160,6 +160,9 @@ pub enum StoreError {
     /// The message is larger than the store can hold.
     #[error("message too large ({0} bytes)")]
     TooLarge(u64),
+    /// The disk is full: nothing can be written until space is freed.
+    #[error("no space: {0}")]
+    NoSpace(String),
     /// I/O or another internal failure.
     #[error("storage failure: {0}")]
     Failed(String),

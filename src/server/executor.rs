@@ -41,7 +41,7 @@ pub trait Handoff: Send {
 /// The answer to a [`Req`].
 pub enum Resp {
     /// Result of a Deliver.
-    Delivered(Result<(), String>),
+    Delivered(Result<(), crate::delivery::DeliveryError>),
     /// A handoff was started.
     Started,
     /// A metrics snapshot.
@@ -306,7 +306,7 @@ async fn handle(exec: Rc<Exec>, req: Req) -> Resp {
         } => {
             let r = crate::delivery::deliver_local(&exec, shard, &parts, &accounts, internal_date)
                 .await;
-            Resp::Delivered(r.map_err(|e| e.to_string()))
+            Resp::Delivered(r)
         }
         Req::Handoff(h) => {
             crate::metrics::incr(crate::metrics::Counter::CrossShardHandoffs, 1);

@@ -223,6 +223,11 @@ async fn deliver(exec: &Rc<Exec>, env: &Envelope) -> Result<(), DeliveryError> {
         if let Err(e) =
             crate::delivery::deliver(exec, env.prefix.clone(), env.body.clone(), &accounts).await
         {
+            if let crate::delivery::DeliveryError::NoSpace { .. } = e {
+                // Storage said so once, when the disk filled up; not once per message.
+                tracing::debug!(queue_id = %env.queue_id, error = %e, "local delivery refused");
+                return Err(DeliveryError::InsufficientStorage);
+            }
             tracing::error!(queue_id = %env.queue_id, error = %e, "local delivery failed");
             return Err(DeliveryError::Temporary);
         }

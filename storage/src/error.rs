@@ -43,6 +43,16 @@ pub enum StorageError {
         #[source]
         source: Arc<StorageError>,
     },
+    /// The shard could not make a new log segment (the disk is full, most likely). Nothing
+    /// was written; the shard refuses changes until its commit task manages to make one.
+    #[error("shard {shard} cannot grow its log, refusing changes until it can: {source}")]
+    NoSpace {
+        /// The shard.
+        shard: u32,
+        /// Why the segment could not be made.
+        #[source]
+        source: Arc<StorageError>,
+    },
     /// The shard was closed.
     #[error("shard {shard} is closed")]
     Closed {

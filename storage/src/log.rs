@@ -19,11 +19,12 @@ use std::task::Waker;
 pub enum Preallocate {
     /// Grow the file with each write (every fdatasync also commits the new size).
     None,
-    /// `fallocate` the whole segment when it is created (cheap; commits still convert extents).
+    /// `fallocate` the whole segment (cheap; commits still convert extents). The next segment
+    /// is made in the background once the current one is half full, so a full disk is found
+    /// before a commit needs the space.
     Fallocate,
-    /// Like `Fallocate`, and in addition the next segment is prepared in the background once
-    /// the current one is half full: fallocated, then overwritten with zeros, so commits into
-    /// it only flush data (cheapest commits; costs one segment of background writes per roll).
+    /// Like `Fallocate`, and the prepared segment is also overwritten with zeros, so commits
+    /// into it only flush data (costs one segment of background writes per roll).
     ZeroFill,
 }
 
@@ -177,6 +178,9 @@ pub(crate) struct LogState {
     pub(crate) durable_seq: u64,
     /// Set by the first failed write or fdatasync; never cleared.
     pub(crate) poisoned: Option<Arc<StorageError>>,
+    /// Set while the pending commit waits for a segment that could not be made (disk full);
+    /// cleared when the commit goes through.
+    pub(crate) stalled: Option<Arc<StorageError>>,
     /// Appenders waiting for their batch: (sequence, waker).
     pub(crate) waiters: Vec<(u64, Waker)>,
     /// The commit task, parked while there is nothing to write.
@@ -187,6 +191,9 @@ pub(crate) struct LogState {
     pub(crate) since_snapshot: u64,
     #[cfg(test)]
     pub(crate) fail_next_sync: bool,
+    /// Segment creations that fail before one succeeds (tests of a full disk).
+    #[cfg(test)]
+    pub(crate) fail_segment_creations: u32,
 }
 
 impl LogState {
@@ -308,11 +315,13 @@ mod tests {
             open_seq: 1,
             durable_seq: 0,
             poisoned: None,
+            stalled: None,
             waiters: Vec::new(),
             commit_waker: None,
             closing: false,
             since_snapshot: 0,
             fail_next_sync: false,
+            fail_segment_creations: 0,
         }
     }
 

@@ -121,7 +121,7 @@ pub struct Shard {
     closed: Cell<bool>,
     snapshot_scheduled: Cell<bool>,
     snapshot_lock: glommio::sync::Semaphore,
-    /// The next segment, prepared in the background (`Preallocate::ZeroFill`).
+    /// The next segment, prepared in the background (unless `Preallocate::None`).
     prep: RefCell<Prep>,
     /// A compaction pass is running.
     compacting: Cell<bool>,
@@ -150,6 +150,17 @@ enum Prep {
     Idle,
     Running,
     Ready { segment: u32, file: BufferedFile },
+}
+
+/// How often a commit that waits for a segment (a full disk) tries again.
+const STALL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why a batch did not commit.
+enum CommitError {
+    /// A segment it needs could not be made; nothing of it was written, it can be retried.
+    NoSegment(StorageError),
+    /// A write or fdatasync failed: the shard is failed.
+    Write(StorageError),
 }
 
 /// The synchronous half of an operation: holds the index and log for its duration.
@@ -398,12 +409,15 @@ impl Shard {
             open_seq: 1,
             durable_seq: 0,
             poisoned: None,
+            stalled: None,
             waiters: Vec::new(),
             commit_waker: None,
             closing: false,
             since_snapshot: rec.since_snapshot,
             #[cfg(test)]
             fail_next_sync: false,
+            #[cfg(test)]
+            fail_segment_creations: 0,
         };
         let shard = Rc::new_cyclic(|weak| Shard {
             id,
@@ -461,8 +475,15 @@ impl Shard {
         if self.closed.get() {
             return Err(StorageError::Closed { shard: self.id });
         }
-        if let Some(e) = &self.log.borrow().poisoned {
+        let log = self.log.borrow();
+        if let Some(e) = &log.poisoned {
             return Err(self.failed(e));
+        }
+        if let Some(e) = &log.stalled {
+            return Err(StorageError::NoSpace {
+                shard: self.id,
+                source: e.clone(),
+            });
         }
         Ok(Instant::now())
     }
@@ -508,8 +529,14 @@ impl Shard {
     /// Creates the account with its default mailboxes (INBOX, Sent, Drafts, Trash, Junk,
     /// Archive; all subscribed) unless it exists. True if it was created now.
     pub async fn ensure_account(&self, account: &str) -> Result<bool, StorageError> {
-        let start = self.begin()?;
         check_account(account)?;
+        if self.has_account(account) {
+            // Nothing to log, so logins go on while the disk is full; wait only for a
+            // creation that may still be on its way to disk.
+            self.flush().await?;
+            return Ok(false);
+        }
+        let start = self.begin()?;
         let (created, ticket) = {
             let mut t = self.txn();
             let created = !t.index.accounts.contains_key(account);
@@ -1143,6 +1170,17 @@ impl Shard {
         if self.closed.replace(true) {
             return Ok(());
         }
+        {
+            // A batch stalled on a full disk would keep the flush below waiting forever: its
+            // appenders get an error instead (they were never acknowledged).
+            let mut log = self.log.borrow_mut();
+            if let Some(e) = log.stalled.take() {
+                log.poisoned = Some(e);
+                for (_, w) in log.waiters.drain(..) {
+                    w.wake();
+                }
+            }
+        }
         let result = async {
             self.flush().await?;
             self.snapshot().await
@@ -1206,7 +1244,21 @@ impl Shard {
     /// Writes one batch: each chunk to its segment (creating new segments; a segment is
     /// fdatasynced before the next one is written, so a crash never leaves a gap), then one
     /// fdatasync. Returns the fdatasync time in microseconds.
-    async fn write_batch(&self, batch: &mut Batch) -> Result<u64, StorageError> {
+    async fn write_batch(&self, batch: &mut Batch) -> Result<u64, CommitError> {
+        // Every segment the batch needs is made before any byte of it is written: a failure
+        // there (a full disk) leaves the batch whole, so it can be retried as it is.
+        let mut needed: Vec<u32> = batch.chunks.iter().map(|c| c.segment).collect();
+        needed.dedup();
+        for n in needed {
+            self.segment_for_write(n)
+                .await
+                .map_err(CommitError::NoSegment)?;
+        }
+        self.write_chunks(batch).await.map_err(CommitError::Write)
+    }
+
+    /// Writes the chunks of a batch into their (existing) segments and fdatasyncs them.
+    async fn write_chunks(&self, batch: &mut Batch) -> Result<u64, StorageError> {
         let mut sync_us = 0;
         let mut current: Option<(Rc<BufferedFile>, PathBuf)> = None;
         for chunk in batch.chunks.drain(..) {
@@ -1274,10 +1326,8 @@ impl Shard {
                 f
             }
             None => {
-                let f = open_segment(&path).await?;
-                let size = self.log.borrow().segment_size;
-                preallocate(&f, &path, 0, size, self.opts.preallocate.inline()).await?;
-                f
+                self.new_segment_file(&path, self.opts.preallocate.inline())
+                    .await?
             }
         };
         snapshot::sync_dir(&self.dir).await?;
@@ -1288,17 +1338,62 @@ impl Shard {
         Ok((f, path))
     }
 
-    /// Starts preparing the segment after the current one when the current one is half full.
+    /// Creates a segment file at `path` with its space: where a full disk shows up.
+    async fn new_segment_file(
+        &self,
+        path: &Path,
+        mode: Preallocate,
+    ) -> Result<BufferedFile, StorageError> {
+        #[cfg(test)]
+        {
+            let mut log = self.log.borrow_mut();
+            if log.fail_segment_creations > 0 {
+                log.fail_segment_creations -= 1;
+                return Err(StorageError::io(
+                    path,
+                    std::io::Error::from_raw_os_error(libc::ENOSPC),
+                ));
+            }
+        }
+        let f = open_segment(path).await?;
+        let size = self.log.borrow().segment_size;
+        preallocate(&f, path, 0, size, mode).await?;
+        Ok(f)
+    }
+
+    /// Marks the log as unable to grow (new changes are refused); logged once per episode.
+    fn stall(&self, e: StorageError) {
+        let mut log = self.log.borrow_mut();
+        if log.stalled.is_none() {
+            tracing::error!(shard = self.id, error = %e, "cannot make a new log segment; refusing changes until it can");
+        }
+        log.stalled = Some(Arc::new(e));
+    }
+
+    /// Ends a stall once a segment could be made.
+    fn unstall(&self) {
+        if self.log.borrow_mut().stalled.take().is_some() {
+            tracing::info!(
+                shard = self.id,
+                "new log segment made; accepting changes again"
+            );
+        }
+    }
+
+    /// Starts preparing the segment after the current one when the current one is half full,
+    /// so a full disk is found while the current segment still has room for the changes
+    /// already accepted: new ones are refused (and preparation retried) instead of a commit
+    /// waiting for space.
     fn maybe_prepare_next(&self) {
-        if self.opts.preallocate != Preallocate::ZeroFill {
+        if self.opts.preallocate == Preallocate::None {
             return;
         }
-        let (next, size) = {
+        let next = {
             let log = self.log.borrow();
             if log.closing || log.end.offset < log.segment_size / 2 {
                 return;
             }
-            (log.end.segment + 1, log.segment_size)
+            log.end.segment + 1
         };
         if !matches!(*self.prep.borrow(), Prep::Idle) {
             return;
@@ -1307,38 +1402,46 @@ impl Shard {
             return;
         };
         *self.prep.borrow_mut() = Prep::Running;
+        let mode = self.opts.preallocate;
         glommio::spawn_local(async move {
             let path = me.dir.join(prep_name(next));
-            let result = async {
-                // A stale file of that name may still be written by an earlier owner of this
-                // directory: unlink it so the new file is a new inode.
-                match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(StorageError::io(&path, e))
+            let state = loop {
+                let result = async {
+                    // A stale file of that name may still be written by an earlier owner of
+                    // this directory: unlink it so the new file is a new inode.
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(StorageError::io(&path, e))
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                    me.new_segment_file(&path, mode).await
                 }
-                let f = open_segment(&path).await?;
-                preallocate(&f, &path, 0, size, Preallocate::ZeroFill).await?;
-                Ok(f)
-            }
-            .await;
-            let too_late = me.log.borrow().file(next).is_some();
-            let state = match result {
-                Ok(file) if !too_late => Prep::Ready {
-                    segment: next,
-                    file,
-                },
-                Ok(file) => {
-                    // The commit path already created the segment itself.
-                    let _ = file.close().await;
-                    let _ = std::fs::remove_file(&path);
-                    Prep::Idle
-                }
-                Err(e) => {
-                    // Not fatal: the commit path creates the segment itself.
-                    tracing::warn!(shard = me.id, error = %e, "preparing next segment failed");
-                    Prep::Idle
+                .await;
+                let (too_late, closing) = {
+                    let log = me.log.borrow();
+                    (log.file(next).is_some(), log.closing)
+                };
+                match result {
+                    Ok(file) if !too_late => {
+                        me.unstall();
+                        break Prep::Ready {
+                            segment: next,
+                            file,
+                        };
+                    }
+                    Ok(file) => {
+                        // The commit path already created the segment itself.
+                        let _ = file.close().await;
+                        let _ = std::fs::remove_file(&path);
+                        break Prep::Idle;
+                    }
+                    // The commit path makes (or waits for) the segment itself.
+                    Err(_) if too_late || closing || me.is_failed() => break Prep::Idle,
+                    Err(e) => {
+                        me.stall(e);
+                        glommio::timer::sleep(STALL_RETRY).await;
+                    }
                 }
             };
             *me.prep.borrow_mut() = state;
@@ -1346,11 +1449,30 @@ impl Shard {
         .detach();
     }
 
-    /// Takes and commits the pending batch.
+    /// Takes and commits the pending batch. A batch that waits for a segment is retried
+    /// every [`STALL_RETRY`] while new changes are refused; its appenders keep waiting.
     async fn commit_once(&self) {
         let (seq, mut batch, end) = self.log.borrow_mut().take_batch();
         let (records, bytes) = (batch.records, batch.bytes);
-        let result = self.write_batch(&mut batch).await;
+        let mut stalled = false;
+        let result = loop {
+            match self.write_batch(&mut batch).await {
+                Ok(us) => break Ok(us),
+                Err(CommitError::NoSegment(e)) if !self.log.borrow().closing => {
+                    stalled = true;
+                    self.stall(e);
+                    glommio::timer::sleep(STALL_RETRY).await;
+                    // `close` gives up on a stalled batch and fails its appenders.
+                    if let Some(p) = self.log.borrow().poisoned.clone() {
+                        break Err(self.failed(&p));
+                    }
+                }
+                Err(CommitError::NoSegment(e) | CommitError::Write(e)) => break Err(e),
+            }
+        };
+        if result.is_ok() && stalled {
+            self.unstall();
+        }
         let mut log = self.log.borrow_mut();
         match result {
             Ok(sync_us) => {
@@ -1393,8 +1515,10 @@ impl Shard {
             Err(e) => {
                 // Never retried: after a failed fdatasync the page cache may have dropped the
                 // dirty pages, so a later "success" would be a lie.
-                tracing::error!(shard = self.id, error = %e, "shard log write failed; shard is now failed");
-                log.poisoned = Some(Arc::new(e));
+                if log.poisoned.is_none() {
+                    tracing::error!(shard = self.id, error = %e, "shard log write failed; shard is now failed");
+                    log.poisoned = Some(Arc::new(e));
+                }
                 for (_, w) in log.waiters.drain(..) {
                     w.wake();
                 }
@@ -1405,6 +1529,12 @@ impl Shard {
     #[cfg(test)]
     pub(crate) fn fail_next_sync(&self) {
         self.log.borrow_mut().fail_next_sync = true;
+    }
+
+    /// Makes the next `n` segment creations fail with ENOSPC.
+    #[cfg(test)]
+    pub(crate) fn fail_segment_creations(&self, n: u32) {
+        self.log.borrow_mut().fail_segment_creations = n;
     }
 
     /// Replaces the writable handle of the current segment with a read-only one, so the next

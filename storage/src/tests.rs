@@ -615,6 +615,135 @@ fn write_error_on_read_only_fd_poisons_the_shard() {
     });
 }
 
+/// Options with 64 KiB segments, for the full-disk tests.
+fn small_segments() -> ShardOptions {
+    ShardOptions {
+        segment_size: 64 << 10,
+        ..opts()
+    }
+}
+
+fn filler(byte: u8, kib: usize) -> Bytes {
+    Bytes::from(vec![byte; kib << 10])
+}
+
+#[test]
+fn a_full_disk_found_while_preparing_a_segment_refuses_changes_until_one_can_be_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        shard.fail_segment_creations(2);
+        shard
+            .deliver(&[filler(b'a', 10)], &["a@x"], 0)
+            .await
+            .unwrap();
+        // Past half of segment 0: segment 1 is prepared in the background, and cannot be.
+        shard
+            .deliver(&[filler(b'b', 30)], &["a@x"], 0)
+            .await
+            .unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        let e = shard.ensure_account("new@x").await.unwrap_err();
+        assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
+        assert!(e.to_string().contains("No space left"), "{e}");
+        let meta = shard
+            .with_mailbox("a@x", "INBOX", |m| m.messages()[0])
+            .unwrap();
+        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'a', 10));
+        assert!(!shard.is_failed());
+        // The preparation is retried each second; the third attempt succeeds.
+        let mut tries = 0;
+        while shard.ensure_account("new@x").await.is_err() {
+            tries += 1;
+            assert!(tries < 100, "changes still refused after 5 s");
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        shard
+            .deliver(&[filler(b'c', 40)], &["a@x"], 0)
+            .await
+            .unwrap();
+        assert_eq!(shard.prepared_used(), 1, "the prepared segment was used");
+        crash(shard).await;
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        assert_eq!(uids(&shard, "a@x", "INBOX"), [1, 2, 3]);
+        let meta = shard
+            .with_mailbox("a@x", "INBOX", |m| m.messages()[2])
+            .unwrap();
+        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'c', 40));
+        assert!(shard.has_account("new@x"));
+    });
+}
+
+#[test]
+fn a_commit_that_needs_a_segment_on_a_full_disk_waits_for_one_and_then_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        shard.fail_segment_creations(2);
+        // Below half: nothing is prepared; the next body does not fit in segment 0.
+        shard
+            .deliver(&[filler(b'a', 10)], &["a@x"], 0)
+            .await
+            .unwrap();
+        let s = shard.clone();
+        let stalled =
+            glommio::spawn_local(async move { s.deliver(&[filler(b'b', 60)], &["a@x"], 0).await });
+        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        // Meanwhile changes are refused at once, and reads still work.
+        let e = shard.ensure_account("new@x").await.unwrap_err();
+        assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
+        let meta = shard
+            .with_mailbox("a@x", "INBOX", |m| m.messages()[0])
+            .unwrap();
+        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'a', 10));
+        // Once a segment can be made, the waiting delivery goes through and changes resume.
+        stalled.await.unwrap();
+        shard.ensure_account("new@x").await.unwrap();
+        crash(shard).await;
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        assert_eq!(uids(&shard, "a@x", "INBOX"), [1, 2]);
+        let meta = shard
+            .with_mailbox("a@x", "INBOX", |m| m.messages()[1])
+            .unwrap();
+        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'b', 60));
+        assert!(shard.has_account("new@x"));
+    });
+}
+
+#[test]
+fn closing_during_a_full_disk_fails_the_stalled_changes_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        shard.fail_segment_creations(u32::MAX);
+        shard
+            .deliver(&[filler(b'a', 10)], &["a@x"], 0)
+            .await
+            .unwrap();
+        let s = shard.clone();
+        let stalled =
+            glommio::spawn_local(async move { s.deliver(&[filler(b'b', 60)], &["a@x"], 0).await });
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            shard.close().await.is_err(),
+            "the stalled batch was not written"
+        );
+        let r = stalled.await;
+        assert!(matches!(r, Err(StorageError::Failed { .. })), "{r:?}");
+        // The commit task lets go of the shard at its next retry.
+        while Rc::strong_count(&shard) > 1 {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(shard);
+        // Nothing unacknowledged came back.
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        assert_eq!(uids(&shard, "a@x", "INBOX"), [1]);
+    });
+}
+
 #[test]
 fn messages_are_hidden_until_durable() {
     let dir = tempfile::tempdir().unwrap();

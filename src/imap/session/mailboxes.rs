@@ -33,6 +33,8 @@ pub(super) fn store_error(e: &StoreError, missing: &'static str) -> Reply {
         StoreError::InvalidName => Reply::no("[CANNOT] Invalid mailbox name."),
         StoreError::NotPermitted => Reply::no("[CANNOT] Operation not permitted."),
         StoreError::TooLarge(_) => Reply::no("[TOOBIG] Message too large."),
+        // As Dovecot answers ENOSPC; the cause is in the server log once, when it starts.
+        StoreError::NoSpace(_) => Reply::no("[OVERQUOTA] Not enough disk space."),
         StoreError::Failed(msg) => {
             tracing::error!(error = %msg, "storage failure");
             Reply::no(
