@@ -627,6 +627,32 @@ fn filler(byte: u8, kib: usize) -> Bytes {
     Bytes::from(vec![byte; kib << 10])
 }
 
+/// Body of the `i`th message in a@x's INBOX.
+async fn nth_body(shard: &Shard, i: usize) -> Bytes {
+    let meta = shard
+        .with_mailbox("a@x", "INBOX", |m| m.messages()[i])
+        .unwrap();
+    shard.read_body(meta.body).await.unwrap()
+}
+
+/// Makes the next `failures` segment creations fail, then starts a delivery that needs a
+/// new segment (10 KiB, below half: nothing prepared; then 60 KiB that does not fit).
+async fn stall_a_commit(
+    shard: &Rc<Shard>,
+    failures: u32,
+) -> glommio::Task<Result<Vec<AppendResult>, StorageError>> {
+    shard.fail_segment_creations(failures);
+    shard
+        .deliver(&[filler(b'a', 10)], &["a@x"], 0)
+        .await
+        .unwrap();
+    let s = shard.clone();
+    let task =
+        glommio::spawn_local(async move { s.deliver(&[filler(b'b', 60)], &["a@x"], 0).await });
+    glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+    task
+}
+
 #[test]
 fn a_full_disk_found_while_preparing_a_segment_refuses_changes_until_one_can_be_made() {
     let dir = tempfile::tempdir().unwrap();
@@ -647,10 +673,7 @@ fn a_full_disk_found_while_preparing_a_segment_refuses_changes_until_one_can_be_
         let e = shard.ensure_account("new@x").await.unwrap_err();
         assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
         assert!(e.to_string().contains("No space left"), "{e}");
-        let meta = shard
-            .with_mailbox("a@x", "INBOX", |m| m.messages()[0])
-            .unwrap();
-        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'a', 10));
+        assert_eq!(nth_body(&shard, 0).await, filler(b'a', 10));
         assert!(!shard.is_failed());
         // The preparation is retried each second; the third attempt succeeds.
         let mut tries = 0;
@@ -667,10 +690,7 @@ fn a_full_disk_found_while_preparing_a_segment_refuses_changes_until_one_can_be_
         crash(shard).await;
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
         assert_eq!(uids(&shard, "a@x", "INBOX"), [1, 2, 3]);
-        let meta = shard
-            .with_mailbox("a@x", "INBOX", |m| m.messages()[2])
-            .unwrap();
-        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'c', 40));
+        assert_eq!(nth_body(&shard, 2).await, filler(b'c', 40));
         assert!(shard.has_account("new@x"));
     });
 }
@@ -681,33 +701,18 @@ fn a_commit_that_needs_a_segment_on_a_full_disk_waits_for_one_and_then_succeeds(
     let data = dir.path().to_owned();
     run(move || async move {
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
-        shard.fail_segment_creations(2);
-        // Below half: nothing is prepared; the next body does not fit in segment 0.
-        shard
-            .deliver(&[filler(b'a', 10)], &["a@x"], 0)
-            .await
-            .unwrap();
-        let s = shard.clone();
-        let stalled =
-            glommio::spawn_local(async move { s.deliver(&[filler(b'b', 60)], &["a@x"], 0).await });
-        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        let stalled = stall_a_commit(&shard, 2).await;
         // Meanwhile changes are refused at once, and reads still work.
         let e = shard.ensure_account("new@x").await.unwrap_err();
         assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
-        let meta = shard
-            .with_mailbox("a@x", "INBOX", |m| m.messages()[0])
-            .unwrap();
-        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'a', 10));
+        assert_eq!(nth_body(&shard, 0).await, filler(b'a', 10));
         // Once a segment can be made, the waiting delivery goes through and changes resume.
         stalled.await.unwrap();
         shard.ensure_account("new@x").await.unwrap();
         crash(shard).await;
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
         assert_eq!(uids(&shard, "a@x", "INBOX"), [1, 2]);
-        let meta = shard
-            .with_mailbox("a@x", "INBOX", |m| m.messages()[1])
-            .unwrap();
-        assert_eq!(shard.read_body(meta.body).await.unwrap(), filler(b'b', 60));
+        assert_eq!(nth_body(&shard, 1).await, filler(b'b', 60));
         assert!(shard.has_account("new@x"));
     });
 }
@@ -718,15 +723,7 @@ fn closing_during_a_full_disk_fails_the_stalled_changes_instead_of_hanging() {
     let data = dir.path().to_owned();
     run(move || async move {
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
-        shard.fail_segment_creations(u32::MAX);
-        shard
-            .deliver(&[filler(b'a', 10)], &["a@x"], 0)
-            .await
-            .unwrap();
-        let s = shard.clone();
-        let stalled =
-            glommio::spawn_local(async move { s.deliver(&[filler(b'b', 60)], &["a@x"], 0).await });
-        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        let stalled = stall_a_commit(&shard, u32::MAX).await;
         assert!(
             shard.close().await.is_err(),
             "the stalled batch was not written"
