@@ -1172,10 +1172,11 @@ impl Shard {
         }
         {
             // A batch stalled on a full disk would keep the flush below waiting forever: its
-            // appenders get an error instead (they were never acknowledged).
+            // appenders get an error instead (they were never acknowledged). A stall with
+            // nothing waiting (only the next segment could not be prepared) changes nothing.
             let mut log = self.log.borrow_mut();
-            if let Some(e) = log.stalled.take() {
-                log.poisoned = Some(e);
+            if log.stalled.is_some() && log.durable_seq < log.ticket() {
+                log.poisoned = log.stalled.take();
                 for (_, w) in log.waiters.drain(..) {
                     w.wake();
                 }

@@ -742,6 +742,33 @@ fn closing_during_a_full_disk_fails_the_stalled_changes_instead_of_hanging() {
 }
 
 #[test]
+fn closing_while_only_the_next_segment_cannot_be_made_closes_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        shard.fail_segment_creations(u32::MAX);
+        // Past half of segment 0: preparing segment 1 fails, nothing waits for it.
+        shard
+            .deliver(&[filler(b'a', 40)], &["a@x"], 0)
+            .await
+            .unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            shard.ensure_account("new@x").await.is_err(),
+            "changes are refused"
+        );
+        shard.close().await.unwrap();
+        while Rc::strong_count(&shard) > 1 {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        drop(shard);
+        let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
+        assert_eq!(nth_body(&shard, 0).await, filler(b'a', 40));
+    });
+}
+
+#[test]
 fn messages_are_hidden_until_durable() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
