@@ -181,6 +181,8 @@ pub(crate) struct LogState {
     /// Set while the pending commit waits for a segment that could not be made (disk full);
     /// cleared when the commit goes through.
     pub(crate) stalled: Option<Arc<StorageError>>,
+    /// Bytes allocated to the last segment (`Fallocate` mode grows it as it fills).
+    pub(crate) head_allocated: u64,
     /// Appenders waiting for their batch: (sequence, waker).
     pub(crate) waiters: Vec<(u64, Waker)>,
     /// The commit task, parked while there is nothing to write.
@@ -191,9 +193,9 @@ pub(crate) struct LogState {
     pub(crate) since_snapshot: u64,
     #[cfg(test)]
     pub(crate) fail_next_sync: bool,
-    /// Segment creations that fail before one succeeds (tests of a full disk).
+    /// Segment allocations that fail before one succeeds (tests of a full disk).
     #[cfg(test)]
-    pub(crate) fail_segment_creations: u32,
+    pub(crate) fail_allocations: u32,
 }
 
 impl LogState {
@@ -316,12 +318,13 @@ mod tests {
             durable_seq: 0,
             poisoned: None,
             stalled: None,
+            head_allocated: 0,
             waiters: Vec::new(),
             commit_waker: None,
             closing: false,
             since_snapshot: 0,
             fail_next_sync: false,
-            fail_segment_creations: 0,
+            fail_allocations: 0,
         }
     }
 

@@ -123,6 +123,8 @@ pub struct Shard {
     snapshot_lock: glommio::sync::Semaphore,
     /// The next segment, prepared in the background (unless `Preallocate::None`).
     prep: RefCell<Prep>,
+    /// A background growth of the head segment is running.
+    growing: Cell<bool>,
     /// A compaction pass is running.
     compacting: Cell<bool>,
     /// Deleted segments still open for reads that looked their bodies up before the move.
@@ -149,8 +151,17 @@ impl fmt::Debug for Shard {
 enum Prep {
     Idle,
     Running,
-    Ready { segment: u32, file: BufferedFile },
+    Ready {
+        segment: u32,
+        file: BufferedFile,
+        /// Bytes allocated to it.
+        allocated: u64,
+    },
 }
+
+/// Space a new segment starts with in `Fallocate` mode; it doubles as the head fills, up to
+/// the segment size. A fresh data directory then takes megabytes, not a segment per shard.
+const INITIAL_ALLOCATION: u64 = 1 << 20;
 
 /// How often a commit that waits for a segment (a full disk) tries again.
 const STALL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -385,19 +396,26 @@ impl Shard {
         let end = rec.end;
         let path = dir.join(segment_name(end.segment));
         let inline = opts.preallocate.inline();
-        if files.is_empty() {
-            let f = open_segment(&path).await?;
-            preallocate(&f, &path, 0, segment_size, inline).await?;
-            snapshot::sync_dir(&dir).await?;
-            files.push(Rc::new(f));
-        } else if let Some(last) = files.last() {
-            // A torn tail was cut, or the file was never preallocated: restore the space.
-            let size = last
-                .file_size()
-                .await
-                .map_err(|e| StorageError::io(&path, e))?;
-            preallocate(last, &path, size, segment_size, inline).await?;
-        }
+        let first_space = segment_size.min(INITIAL_ALLOCATION);
+        let head_allocated = match files.last() {
+            None => {
+                let f = open_segment(&path).await?;
+                preallocate(&f, &path, 0, first_space, inline).await?;
+                snapshot::sync_dir(&dir).await?;
+                files.push(Rc::new(f));
+                first_space
+            }
+            Some(last) => {
+                // A torn tail was cut, or the file was never preallocated: restore some space.
+                let size = last
+                    .file_size()
+                    .await
+                    .map_err(|e| StorageError::io(&path, e))?;
+                let space = size.max(first_space);
+                preallocate(last, &path, size, space, inline).await?;
+                space
+            }
+        };
         let log = LogState {
             dir: dir.clone(),
             segment_size,
@@ -410,6 +428,7 @@ impl Shard {
             durable_seq: 0,
             poisoned: None,
             stalled: None,
+            head_allocated,
             waiters: Vec::new(),
             commit_waker: None,
             closing: false,
@@ -417,7 +436,7 @@ impl Shard {
             #[cfg(test)]
             fail_next_sync: false,
             #[cfg(test)]
-            fail_segment_creations: 0,
+            fail_allocations: 0,
         };
         let shard = Rc::new_cyclic(|weak| Shard {
             id,
@@ -431,6 +450,7 @@ impl Shard {
             snapshot_scheduled: Cell::new(false),
             snapshot_lock: glommio::sync::Semaphore::new(1),
             prep: RefCell::new(Prep::Idle),
+            growing: Cell::new(false),
             compacting: Cell::new(false),
             retired: RefCell::new(Vec::new()),
             #[cfg(test)]
@@ -1248,10 +1268,17 @@ impl Shard {
     async fn write_batch(&self, batch: &mut Batch) -> Result<u64, CommitError> {
         // Every segment the batch needs is made before any byte of it is written: a failure
         // there (a full disk) leaves the batch whole, so it can be retried as it is.
-        let mut needed: Vec<u32> = batch.chunks.iter().map(|c| c.segment).collect();
-        needed.dedup();
-        for n in needed {
-            self.segment_for_write(n)
+        for chunk in &batch.chunks {
+            self.segment_for_write(chunk.segment)
+                .await
+                .map_err(CommitError::NoSegment)?;
+            let head = {
+                let log = self.log.borrow();
+                log.first_segment + log.files.len() as u32 - 1
+            };
+            assert_eq!(chunk.segment, head, "the log only grows at its head");
+            let end = chunk.offset + chunk.data.len() as u64;
+            self.grow_head(chunk.segment, end)
                 .await
                 .map_err(CommitError::NoSegment)?;
         }
@@ -1311,20 +1338,24 @@ impl Shard {
         assert_eq!(n, next, "segments are created in order");
         let state = std::mem::replace(&mut *self.prep.borrow_mut(), Prep::Idle);
         let prepared = match state {
-            Prep::Ready { segment, file } if segment == n => Some(file),
+            Prep::Ready {
+                segment,
+                file,
+                allocated,
+            } if segment == n => Some((file, allocated)),
             other => {
                 *self.prep.borrow_mut() = other;
                 None
             }
         };
-        let f = match prepared {
-            Some(mut f) => {
+        let (f, allocated) = match prepared {
+            Some((mut f, allocated)) => {
                 #[cfg(test)]
                 self.prepared_used.set(self.prepared_used.get() + 1);
                 f.rename(&path)
                     .await
                     .map_err(|e| StorageError::io(&path, e))?;
-                f
+                (f, allocated)
             }
             None => {
                 self.new_segment_file(&path, self.opts.preallocate.inline())
@@ -1333,33 +1364,123 @@ impl Shard {
         };
         snapshot::sync_dir(&self.dir).await?;
         let f = Rc::new(f);
-        self.log.borrow_mut().files.push(f.clone());
+        {
+            let mut log = self.log.borrow_mut();
+            log.files.push(f.clone());
+            log.head_allocated = allocated;
+        }
         // A segment was sealed: the natural moment to see whether old ones are mostly dead.
         self.maybe_compact();
         Ok((f, path))
     }
 
-    /// Creates a segment file at `path` with its space: where a full disk shows up.
+    /// Creates a segment file at `path` with its first space (all of it when zero-filled);
+    /// returns it with the bytes allocated. Where a full disk shows up, with `grow_head`.
     async fn new_segment_file(
         &self,
         path: &Path,
         mode: Preallocate,
-    ) -> Result<BufferedFile, StorageError> {
+    ) -> Result<(BufferedFile, u64), StorageError> {
+        self.injected_enospc(path)?;
+        let f = open_segment(path).await?;
+        let size = self.log.borrow().segment_size;
+        let len = match mode {
+            Preallocate::ZeroFill => size,
+            _ => size.min(INITIAL_ALLOCATION),
+        };
+        preallocate(&f, path, 0, len, mode).await?;
+        Ok((f, len))
+    }
+
+    /// Allocates head segment `seg` up to at least `end`, doubling its space (up to the
+    /// segment size, or `end` for a record larger than a segment). Nothing happens if `seg`
+    /// is no longer the head. `head_allocated` may understate the space (a later growth is
+    /// then a no-op fallocate), never overstate it.
+    async fn grow_head(&self, seg: u32, end: u64) -> Result<(), StorageError> {
+        if self.opts.preallocate == Preallocate::None {
+            return Ok(());
+        }
+        let head = |log: &LogState| log.first_segment + log.files.len() as u32 - 1;
+        let (file, path, have, size) = {
+            let log = self.log.borrow();
+            if head(&log) != seg {
+                return Ok(());
+            }
+            let file = log
+                .file(seg)
+                .unwrap_or_else(|| unreachable!("the head is open"));
+            (
+                file,
+                log.segment_path(seg),
+                log.head_allocated,
+                log.segment_size,
+            )
+        };
+        if end <= have {
+            return Ok(());
+        }
+        let want = end.max(have.saturating_mul(2)).min(size.max(end));
+        self.injected_enospc(&path)?;
+        preallocate(&file, &path, have, want, Preallocate::Fallocate).await?;
+        let mut log = self.log.borrow_mut();
+        if head(&log) == seg {
+            log.head_allocated = log.head_allocated.max(want);
+        }
+        Ok(())
+    }
+
+    /// Doubles the head's space in the background once half of it is used, so a full disk is
+    /// found (and new changes refused) while the space allocated still holds those accepted.
+    fn maybe_grow_head(&self) {
+        if self.opts.preallocate == Preallocate::None || self.growing.get() {
+            return;
+        }
+        let (seg, want) = {
+            let log = self.log.borrow();
+            let have = log.head_allocated;
+            if log.closing || log.end.offset < have / 2 || have >= log.segment_size {
+                return;
+            }
+            (log.end.segment, (have * 2).min(log.segment_size))
+        };
+        let Some(me) = self.weak.upgrade() else {
+            return;
+        };
+        self.growing.set(true);
+        glommio::spawn_local(async move {
+            loop {
+                match me.grow_head(seg, want).await {
+                    Ok(()) => {
+                        me.unstall();
+                        break;
+                    }
+                    Err(_) if me.log.borrow().closing || me.is_failed() => break,
+                    Err(e) => {
+                        me.stall(e);
+                        glommio::timer::sleep(STALL_RETRY).await;
+                    }
+                }
+            }
+            me.growing.set(false);
+        })
+        .detach();
+    }
+
+    /// ENOSPC for the next `fail_allocations` allocations (tests of a full disk).
+    #[allow(clippy::unnecessary_wraps)]
+    fn injected_enospc(&self, _path: &Path) -> Result<(), StorageError> {
         #[cfg(test)]
         {
             let mut log = self.log.borrow_mut();
-            if log.fail_segment_creations > 0 {
-                log.fail_segment_creations -= 1;
+            if log.fail_allocations > 0 {
+                log.fail_allocations -= 1;
                 return Err(StorageError::io(
-                    path,
+                    _path,
                     std::io::Error::from_raw_os_error(libc::ENOSPC),
                 ));
             }
         }
-        let f = open_segment(path).await?;
-        let size = self.log.borrow().segment_size;
-        preallocate(&f, path, 0, size, mode).await?;
-        Ok(f)
+        Ok(())
     }
 
     /// Marks the log as unable to grow (new changes are refused); logged once per episode.
@@ -1424,14 +1545,15 @@ impl Shard {
                     (log.file(next).is_some(), log.closing)
                 };
                 match result {
-                    Ok(file) if !too_late => {
+                    Ok((file, allocated)) if !too_late => {
                         me.unstall();
                         break Prep::Ready {
                             segment: next,
                             file,
+                            allocated,
                         };
                     }
-                    Ok(file) => {
+                    Ok((file, _)) => {
                         // The commit path already created the segment itself.
                         let _ = file.close().await;
                         let _ = std::fs::remove_file(&path);
@@ -1496,6 +1618,7 @@ impl Shard {
                     && !self.snapshot_scheduled.get();
                 drop(log);
                 self.reveal(std::mem::take(&mut batch.touches));
+                self.maybe_grow_head();
                 self.maybe_prepare_next();
                 if let Some(o) = &self.opts.observer {
                     o.commit(records, bytes, sync_us);
@@ -1532,10 +1655,10 @@ impl Shard {
         self.log.borrow_mut().fail_next_sync = true;
     }
 
-    /// Makes the next `n` segment creations fail with ENOSPC.
+    /// Makes the next `n` segment creations or growths fail with ENOSPC.
     #[cfg(test)]
-    pub(crate) fn fail_segment_creations(&self, n: u32) {
-        self.log.borrow_mut().fail_segment_creations = n;
+    pub(crate) fn fail_allocations(&self, n: u32) {
+        self.log.borrow_mut().fail_allocations = n;
     }
 
     /// Replaces the writable handle of the current segment with a read-only one, so the next
@@ -1560,7 +1683,9 @@ impl Shard {
     /// True while a background snapshot or segment preparation holds the shard.
     #[cfg(test)]
     pub(crate) fn snapshot_running(&self) -> bool {
-        self.snapshot_scheduled.get() || matches!(*self.prep.borrow(), Prep::Running)
+        self.snapshot_scheduled.get()
+            || self.growing.get()
+            || matches!(*self.prep.borrow(), Prep::Running)
     }
 
     #[cfg(test)]

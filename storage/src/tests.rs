@@ -641,7 +641,7 @@ async fn stall_a_commit(
     shard: &Rc<Shard>,
     failures: u32,
 ) -> glommio::Task<Result<Vec<AppendResult>, StorageError>> {
-    shard.fail_segment_creations(failures);
+    shard.fail_allocations(failures);
     shard
         .deliver(&[filler(b'a', 10)], &["a@x"], 0)
         .await
@@ -659,7 +659,7 @@ fn a_full_disk_found_while_preparing_a_segment_refuses_changes_until_one_can_be_
     let data = dir.path().to_owned();
     run(move || async move {
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
-        shard.fail_segment_creations(2);
+        shard.fail_allocations(2);
         shard
             .deliver(&[filler(b'a', 10)], &["a@x"], 0)
             .await
@@ -747,7 +747,7 @@ fn closing_while_only_the_next_segment_cannot_be_made_closes_cleanly() {
     let data = dir.path().to_owned();
     run(move || async move {
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
-        shard.fail_segment_creations(u32::MAX);
+        shard.fail_allocations(u32::MAX);
         // Past half of segment 0: preparing segment 1 fails, nothing waits for it.
         shard
             .deliver(&[filler(b'a', 40)], &["a@x"], 0)
@@ -765,6 +765,72 @@ fn closing_while_only_the_next_segment_cannot_be_made_closes_cleanly() {
         drop(shard);
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
         assert_eq!(nth_body(&shard, 0).await, filler(b'a', 40));
+    });
+}
+
+#[test]
+fn segments_start_small_and_grow_as_they_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let o = ShardOptions {
+            segment_size: 8 << 20,
+            ..opts()
+        };
+        let shard = Shard::open(&data, 0, o.clone()).await.unwrap();
+        let len = |n| std::fs::metadata(seg(&data, n)).unwrap().len();
+        assert_eq!(len(0), 1 << 20, "a fresh segment takes 1 MiB, not 8");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let bodies: Vec<Bytes> = (0..12).map(|_| random_bytes(&mut rng, 300 << 10)).collect();
+        for b in &bodies {
+            shard.deliver(&[b.clone()], &["a@x"], 0).await.unwrap();
+        }
+        while shard.snapshot_running() {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // 3.6 MB written: the space doubled ahead of the head, never past the segment size.
+        assert!([4 << 20, 8 << 20].contains(&len(0)), "{}", len(0));
+        for (i, b) in bodies.iter().enumerate() {
+            assert_eq!(nth_body(&shard, i).await, *b);
+        }
+        crash(shard).await;
+        let shard = Shard::open(&data, 0, o).await.unwrap();
+        for (i, b) in bodies.iter().enumerate() {
+            assert_eq!(nth_body(&shard, i).await, *b);
+        }
+    });
+}
+
+#[test]
+fn a_full_disk_found_while_growing_the_head_refuses_changes_until_it_can_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    run(move || async move {
+        let o = ShardOptions {
+            segment_size: 8 << 20,
+            ..opts()
+        };
+        let shard = Shard::open(&data, 0, o).await.unwrap();
+        shard.fail_allocations(2);
+        // Past half of the first 1 MiB: growing to 2 MiB fails twice, then works.
+        shard
+            .deliver(&[filler(b'a', 600)], &["a@x"], 0)
+            .await
+            .unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        let e = shard.ensure_account("new@x").await.unwrap_err();
+        assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
+        let mut tries = 0;
+        while shard.ensure_account("new@x").await.is_err() {
+            tries += 1;
+            assert!(tries < 100, "changes still refused after 5 s");
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        shard
+            .deliver(&[filler(b'b', 600)], &["a@x"], 0)
+            .await
+            .unwrap();
+        assert_eq!(nth_body(&shard, 1).await, filler(b'b', 600));
     });
 }
 
