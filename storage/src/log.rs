@@ -178,9 +178,9 @@ pub(crate) struct LogState {
     pub(crate) durable_seq: u64,
     /// Set by the first failed write or fdatasync; never cleared.
     pub(crate) poisoned: Option<Arc<StorageError>>,
-    /// Set while the pending commit waits for a segment that could not be made (disk full);
-    /// cleared when the commit goes through.
-    pub(crate) stalled: Option<Arc<StorageError>>,
+    /// Why the log cannot grow (disk full), by [`Stall`]: while any is set, new changes are
+    /// refused. Each is cleared by the task that set it, when it succeeds.
+    pub(crate) stalls: [Option<Arc<StorageError>>; 3],
     /// Bytes allocated to the last segment (`Fallocate` mode grows it as it fills).
     pub(crate) head_allocated: u64,
     /// Appenders waiting for their batch: (sequence, waker).
@@ -198,7 +198,23 @@ pub(crate) struct LogState {
     pub(crate) fail_allocations: u32,
 }
 
+/// What found that the log cannot grow.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stall {
+    /// Preparing the next segment in the background.
+    Prepare = 0,
+    /// Growing the head segment's space in the background.
+    Grow = 1,
+    /// A commit that needs a segment or space right now (its appenders wait).
+    Commit = 2,
+}
+
 impl LogState {
+    /// The first reason the log cannot grow, if any.
+    pub(crate) fn stalled(&self) -> Option<&Arc<StorageError>> {
+        self.stalls.iter().flatten().next()
+    }
+
     /// Path of segment `n`.
     pub(crate) fn segment_path(&self, n: u32) -> PathBuf {
         self.dir.join(segment_name(n))
@@ -317,7 +333,7 @@ mod tests {
             open_seq: 1,
             durable_seq: 0,
             poisoned: None,
-            stalled: None,
+            stalls: Default::default(),
             head_allocated: 0,
             waiters: Vec::new(),
             commit_waker: None,

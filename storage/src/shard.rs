@@ -12,7 +12,7 @@ use crate::error::StorageError;
 use crate::index::{canonical, Index, MailboxIndex, DEFAULT_MAILBOXES};
 use crate::log::{
     open_segment, preallocate, prep_name, segment_name, write_all_at, Batch, LogState, Pos,
-    Preallocate, Touch,
+    Preallocate, Stall, Touch,
 };
 use crate::manifest::Manifest;
 use crate::record::{Record, BODY_PREFIX, MAX_BODY_LEN};
@@ -427,7 +427,7 @@ impl Shard {
             open_seq: 1,
             durable_seq: 0,
             poisoned: None,
-            stalled: None,
+            stalls: Default::default(),
             head_allocated,
             waiters: Vec::new(),
             commit_waker: None,
@@ -499,7 +499,7 @@ impl Shard {
         if let Some(e) = &log.poisoned {
             return Err(self.failed(e));
         }
-        if let Some(e) = &log.stalled {
+        if let Some(e) = log.stalled() {
             return Err(StorageError::NoSpace {
                 shard: self.id,
                 source: e.clone(),
@@ -1195,8 +1195,9 @@ impl Shard {
             // appenders get an error instead (they were never acknowledged). A stall with
             // nothing waiting (only the next segment could not be prepared) changes nothing.
             let mut log = self.log.borrow_mut();
-            if log.stalled.is_some() && log.durable_seq < log.ticket() {
-                log.poisoned = log.stalled.take();
+            if log.stalled().is_some() && log.durable_seq < log.ticket() {
+                log.poisoned = log.stalled().cloned();
+                log.stalls = Default::default();
                 for (_, w) in log.waiters.drain(..) {
                     w.wake();
                 }
@@ -1451,12 +1452,15 @@ impl Shard {
             loop {
                 match me.grow_head(seg, want).await {
                     Ok(()) => {
-                        me.unstall();
+                        me.unstall(Stall::Grow);
                         break;
                     }
-                    Err(_) if me.log.borrow().closing || me.is_failed() => break,
+                    Err(_) if me.log.borrow().closing || me.is_failed() => {
+                        me.unstall(Stall::Grow);
+                        break;
+                    }
                     Err(e) => {
-                        me.stall(e);
+                        me.stall(Stall::Grow, e);
                         glommio::timer::sleep(STALL_RETRY).await;
                     }
                 }
@@ -1484,17 +1488,18 @@ impl Shard {
     }
 
     /// Marks the log as unable to grow (new changes are refused); logged once per episode.
-    fn stall(&self, e: StorageError) {
+    fn stall(&self, source: Stall, e: StorageError) {
         let mut log = self.log.borrow_mut();
-        if log.stalled.is_none() {
+        if log.stalled().is_none() {
             tracing::error!(shard = self.id, error = %e, "cannot make a new log segment; refusing changes until it can");
         }
-        log.stalled = Some(Arc::new(e));
+        log.stalls[source as usize] = Some(Arc::new(e));
     }
 
-    /// Ends a stall once a segment could be made.
-    fn unstall(&self) {
-        if self.log.borrow_mut().stalled.take().is_some() {
+    /// Ends what `source` found; changes are taken again once nothing else stalls the log.
+    fn unstall(&self, source: Stall) {
+        let mut log = self.log.borrow_mut();
+        if log.stalls[source as usize].take().is_some() && log.stalled().is_none() {
             tracing::info!(
                 shard = self.id,
                 "new log segment made; accepting changes again"
@@ -1546,7 +1551,7 @@ impl Shard {
                 };
                 match result {
                     Ok((file, allocated)) if !too_late => {
-                        me.unstall();
+                        me.unstall(Stall::Prepare);
                         break Prep::Ready {
                             segment: next,
                             file,
@@ -1555,14 +1560,18 @@ impl Shard {
                     }
                     Ok((file, _)) => {
                         // The commit path already created the segment itself.
+                        me.unstall(Stall::Prepare);
                         let _ = file.close().await;
                         let _ = std::fs::remove_file(&path);
                         break Prep::Idle;
                     }
                     // The commit path makes (or waits for) the segment itself.
-                    Err(_) if too_late || closing || me.is_failed() => break Prep::Idle,
+                    Err(_) if too_late || closing || me.is_failed() => {
+                        me.unstall(Stall::Prepare);
+                        break Prep::Idle;
+                    }
                     Err(e) => {
-                        me.stall(e);
+                        me.stall(Stall::Prepare, e);
                         glommio::timer::sleep(STALL_RETRY).await;
                     }
                 }
@@ -1583,7 +1592,7 @@ impl Shard {
                 Ok(us) => break Ok(us),
                 Err(CommitError::NoSegment(e)) if !self.log.borrow().closing => {
                     stalled = true;
-                    self.stall(e);
+                    self.stall(Stall::Commit, e);
                     glommio::timer::sleep(STALL_RETRY).await;
                     // `close` gives up on a stalled batch and fails its appenders.
                     if let Some(p) = self.log.borrow().poisoned.clone() {
@@ -1594,7 +1603,7 @@ impl Shard {
             }
         };
         if result.is_ok() && stalled {
-            self.unstall();
+            self.unstall(Stall::Commit);
         }
         let mut log = self.log.borrow_mut();
         match result {
