@@ -635,7 +635,18 @@ async fn nth_body(shard: &Shard, i: usize) -> Bytes {
     shard.read_body(meta.body).await.unwrap()
 }
 
-/// Makes the next `failures` segment creations fail, then starts a delivery that needs a
+/// Waits (up to 5 s) until the shard takes changes again after a stall, by creating new@x.
+async fn accepted_again(shard: &Shard) {
+    let mut tries = 0;
+    while let Err(e) = shard.ensure_account("new@x").await {
+        assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
+        tries += 1;
+        assert!(tries < 100, "changes still refused after 5 s");
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes the next `failures` allocations fail, then starts a delivery that needs a
 /// new segment (10 KiB, below half: nothing prepared; then 60 KiB that does not fit).
 async fn stall_a_commit(
     shard: &Rc<Shard>,
@@ -676,12 +687,7 @@ fn a_full_disk_found_while_preparing_a_segment_refuses_changes_until_one_can_be_
         assert_eq!(nth_body(&shard, 0).await, filler(b'a', 10));
         assert!(!shard.is_failed());
         // The preparation is retried each second; the third attempt succeeds.
-        let mut tries = 0;
-        while shard.ensure_account("new@x").await.is_err() {
-            tries += 1;
-            assert!(tries < 100, "changes still refused after 5 s");
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        accepted_again(&shard).await;
         shard
             .deliver(&[filler(b'c', 40)], &["a@x"], 0)
             .await
@@ -820,12 +826,7 @@ fn a_full_disk_found_while_growing_the_head_refuses_changes_until_it_can_grow() 
         glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
         let e = shard.ensure_account("new@x").await.unwrap_err();
         assert!(matches!(e, StorageError::NoSpace { .. }), "{e:?}");
-        let mut tries = 0;
-        while shard.ensure_account("new@x").await.is_err() {
-            tries += 1;
-            assert!(tries < 100, "changes still refused after 5 s");
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        accepted_again(&shard).await;
         shard
             .deliver(&[filler(b'b', 600)], &["a@x"], 0)
             .await
