@@ -789,7 +789,10 @@ fn segments_start_small_and_grow_as_they_fill() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let bodies: Vec<Bytes> = (0..12).map(|_| random_bytes(&mut rng, 300 << 10)).collect();
         for b in &bodies {
-            shard.deliver(&[b.clone()], &["a@x"], 0).await.unwrap();
+            shard
+                .deliver(std::slice::from_ref(b), &["a@x"], 0)
+                .await
+                .unwrap();
         }
         while shard.snapshot_running() {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
