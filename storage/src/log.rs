@@ -210,6 +210,11 @@ pub(crate) enum Stall {
 }
 
 impl LogState {
+    /// The last (newest) segment: the only one the log writes to.
+    pub(crate) fn head_segment(&self) -> u32 {
+        self.first_segment + self.files.len() as u32 - 1
+    }
+
     /// The first reason the log cannot grow, if any.
     pub(crate) fn stalled(&self) -> Option<&Arc<StorageError>> {
         self.stalls.iter().flatten().next()

@@ -1273,10 +1273,7 @@ impl Shard {
             self.segment_for_write(chunk.segment)
                 .await
                 .map_err(CommitError::NoSegment)?;
-            let head = {
-                let log = self.log.borrow();
-                log.first_segment + log.files.len() as u32 - 1
-            };
+            let head = self.log.borrow().head_segment();
             assert_eq!(chunk.segment, head, "the log only grows at its head");
             let end = chunk.offset + chunk.data.len() as u64;
             self.grow_head(chunk.segment, end)
@@ -1327,11 +1324,7 @@ impl Shard {
     async fn segment_for_write(&self, n: u32) -> Result<(Rc<BufferedFile>, PathBuf), StorageError> {
         let (existing, path, next) = {
             let log = self.log.borrow();
-            (
-                log.file(n),
-                log.segment_path(n),
-                log.first_segment + log.files.len() as u32,
-            )
+            (log.file(n), log.segment_path(n), log.head_segment() + 1)
         };
         if let Some(f) = existing {
             return Ok((f, path));
@@ -1401,10 +1394,9 @@ impl Shard {
         if self.opts.preallocate == Preallocate::None {
             return Ok(());
         }
-        let head = |log: &LogState| log.first_segment + log.files.len() as u32 - 1;
         let (file, path, have, size) = {
             let log = self.log.borrow();
-            if head(&log) != seg {
+            if log.head_segment() != seg {
                 return Ok(());
             }
             let file = log
@@ -1424,7 +1416,7 @@ impl Shard {
         self.injected_enospc(&path)?;
         preallocate(&file, &path, have, want, Preallocate::Fallocate).await?;
         let mut log = self.log.borrow_mut();
-        if head(&log) == seg {
+        if log.head_segment() == seg {
             log.head_allocated = log.head_allocated.max(want);
         }
         Ok(())

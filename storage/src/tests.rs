@@ -65,6 +65,14 @@ async fn crash(shard: Rc<Shard>) {
     drop(shard);
 }
 
+/// Drops a closed shard once its background tasks (a commit or preparation retrying on a
+/// full disk) have let go of it, so it can be opened again.
+async fn released(shard: Rc<Shard>) {
+    while Rc::strong_count(&shard) > 1 {
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The index as recovery rebuilds it (versions and visibility are runtime state).
 fn durable_view(mut ix: Index) -> Index {
     ix.check().expect("live index invariants");
@@ -736,11 +744,7 @@ fn closing_during_a_full_disk_fails_the_stalled_changes_instead_of_hanging() {
         );
         let r = stalled.await;
         assert!(matches!(r, Err(StorageError::Failed { .. })), "{r:?}");
-        // The commit task lets go of the shard at its next retry.
-        while Rc::strong_count(&shard) > 1 {
-            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        drop(shard);
+        released(shard).await;
         // Nothing unacknowledged came back.
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
         assert_eq!(uids(&shard, "a@x", "INBOX"), [1]);
@@ -765,10 +769,7 @@ fn closing_while_only_the_next_segment_cannot_be_made_closes_cleanly() {
             "changes are refused"
         );
         shard.close().await.unwrap();
-        while Rc::strong_count(&shard) > 1 {
-            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        drop(shard);
+        released(shard).await;
         let shard = Shard::open(&data, 0, small_segments()).await.unwrap();
         assert_eq!(nth_body(&shard, 0).await, filler(b'a', 40));
     });
