@@ -250,3 +250,32 @@ fn a_second_server_on_the_same_ports_refuses_to_start() {
         assert!(r.line().starts_with("220 mail.example.org"));
     }
 }
+
+/// CPU time (user + system, in clock ticks) the process `pid` has used so far, all threads.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// After serving mail, an idle server sleeps: its executors neither spin nor wake in a tight
+/// loop. (The patched glommio reactor keeps preemption timers armed across sleeps; a mistake
+/// there shows up as an executor that never sleeps, at 100% of a core.)
+#[test]
+fn an_idle_server_sleeps() {
+    let s = Server::new().start();
+    s.swaks_deliver("alice@example.org", "before going idle");
+    s.python("login_check.py", &["alice@example.org", "alice-pw", "ok"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = s.child.as_ref().expect("server runs").id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let used = cpu_ticks(pid) - before;
+    // A spinning executor alone uses about 300 ticks (100 per second); idle uses about 0.
+    assert!(
+        used < 30,
+        "idle server used {used} clock ticks of CPU in 3 s"
+    );
+}
