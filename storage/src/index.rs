@@ -661,10 +661,8 @@ mod tests {
         assert!(ix.apply(&exp(vec![2], 11)).is_err(), "already gone");
     }
 
-    #[test]
-    fn inbox_rename_moves_messages_and_keeps_uidnext() {
-        let mut ix = base();
-        ix.apply(&append(1, 2)).unwrap();
+    /// Renames account a's INBOX to "Old" (new UIDVALIDITY 8); INBOX is made anew.
+    fn rename_inbox_to_old(ix: &mut Index) {
         ix.apply(&Record::MailboxRenamed {
             account: "a",
             from: INBOX,
@@ -672,6 +670,13 @@ mod tests {
             uidvalidity: 8,
         })
         .unwrap();
+    }
+
+    #[test]
+    fn inbox_rename_moves_messages_and_keeps_uidnext() {
+        let mut ix = base();
+        ix.apply(&append(1, 2)).unwrap();
+        rename_inbox_to_old(&mut ix);
         let inbox = ix.mailbox("a", INBOX).unwrap();
         assert!(inbox.messages.is_empty());
         assert_eq!(inbox.uidnext, 2);
@@ -712,13 +717,7 @@ mod tests {
         assert_eq!(ix.account_bytes("a"), 10);
         ix.mark_all_durable();
         assert_eq!(ix.account_bytes("a"), 20);
-        ix.apply(&Record::MailboxRenamed {
-            account: "a",
-            from: INBOX,
-            to: "Old",
-            uidvalidity: 8,
-        })
-        .unwrap();
+        rename_inbox_to_old(&mut ix);
         assert_eq!(ix.mailbox("a", INBOX).unwrap().bytes(), 0);
         assert_eq!(ix.mailbox("a", "Old").unwrap().bytes(), 20);
         ix.check().unwrap();
