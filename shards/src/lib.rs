@@ -15,6 +15,7 @@ mod notify;
 mod pool;
 mod shard_map;
 mod shutdown;
+mod wakeups;
 
 pub use mesh::{Ctx, MeshError};
 pub use pool::{resolve_executors, run, PoolError, PoolOptions};
