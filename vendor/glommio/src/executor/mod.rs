@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // ringpost patch: preempted before any queue ran (a latency-ring completion
+                // arrived since the last poll). Queues that are still active have work, so
+                // report it: "nothing ran" makes the caller park, and the park does not look
+                // at the task queues, so it slept with runnable tasks until an unrelated event.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
