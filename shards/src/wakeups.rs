@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use glommio::channels::shared_channel;
-use glommio::LocalExecutorBuilder;
+use glommio::{Latency, LocalExecutorBuilder, Shares};
 
 /// How long a test may take before its executor counts as stalled.
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -97,4 +97,34 @@ fn cross_executor_messages_wake_a_sleeping_executor() {
     });
     assert_eq!(last, ROUNDS);
     echo.join().expect("echo ends once ping hung up");
+}
+
+/// A task queue whose preemption period is a few microseconds: the preemption timer often
+/// fires between polling the rings and running the queues. (Upstream glommio then reported
+/// "nothing ran" and parked with the queue still runnable, and nothing else would wake it.)
+#[test]
+fn an_executor_preempted_before_running_does_not_park_with_runnable_tasks() {
+    let rounds = on_executor("preempted", || async {
+        let tq = glommio::executor().create_task_queue(
+            Shares::default(),
+            Latency::Matters(Duration::from_micros(5)),
+            "short-preempt",
+        );
+        glommio::spawn_local_into(
+            async {
+                // Each preemption returns to the executor's loop: thousands of chances.
+                let started = std::time::Instant::now();
+                let mut rounds = 0;
+                while started.elapsed() < Duration::from_millis(300) {
+                    glommio::yield_if_needed().await;
+                    rounds += 1;
+                }
+                rounds
+            },
+            tq,
+        )
+        .expect("the queue exists")
+        .await
+    });
+    assert!(rounds > 0);
 }
