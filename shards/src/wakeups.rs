@@ -1,8 +1,9 @@
 //! Liveness of the reactor every executor runs on (glommio, patched in vendor/glommio): a
-//! sleeping executor must wake for each of the three things that end a sleep. A lost wakeup
-//! does not fail a functional test reliably; it stalls one session for as long as the
-//! executor has nothing else to do. Each test repeats its wakeup thousands of times, with a
-//! watchdog far above the normal run time (well under a second).
+//! sleeping executor must wake for each of the three things that end a sleep, and an
+//! executor with runnable tasks must not sleep. A lost wakeup does not fail a functional test
+//! reliably; it stalls one session for as long as the executor has nothing else to do. Each
+//! test repeats its case thousands of times, with a watchdog far above the normal run time
+//! (well under a second).
 #![cfg(test)]
 
 use std::sync::mpsc;
