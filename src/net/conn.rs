@@ -60,10 +60,10 @@ fn tls_err(e: rustls::Error) -> io::Error {
 }
 
 impl Conn {
-    /// Wraps an accepted plaintext stream.
+    /// Wraps an accepted plaintext stream (TCP_NODELAY comes from the listener, see
+    /// `server::listeners::bind`).
     pub fn new(stream: TcpStream) -> io::Result<Conn> {
         let peer = stream.peer_addr()?;
-        stream.set_nodelay(true)?;
         Ok(Conn {
             stream,
             tls: None,

@@ -102,6 +102,9 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_cloexec(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted sockets inherit TCP_NODELAY (Linux copies it from the listener): replies
+    // go out at once, without a setsockopt per connection.
+    socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     // SAFETY: a freshly made listening socket whose ownership moves into the listener.
@@ -136,23 +139,22 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
             glommio::spawn_local(refuse(exec.clone(), kind, stream)).detach();
             continue;
         };
+        let mut conn = match Conn::new(stream) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
+                tracing::debug!(listener = kind.name(), error = %e, "connection lost before start");
+                continue;
+            }
+        };
+        conn.set_slot(slot);
         let exec = exec.clone();
-        let span =
-            tracing::debug_span!("conn", listener = kind.name(), peer = ?stream.peer_addr().ok());
+        let span = tracing::debug_span!("conn", listener = kind.name(), peer = %conn.peer());
         glommio::spawn_local(tracing::Instrument::instrument(
             async move {
                 let _guard = exec.session_guard();
                 metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
                 metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), 1);
-                let mut conn = match Conn::new(stream) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "connection lost before start");
-                        metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
-                        return;
-                    }
-                };
-                conn.set_slot(slot);
                 super::executor::contain_panics(kind.name(), serve_connection(exec, kind, conn))
                     .await;
                 metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), -1);
@@ -232,5 +234,39 @@ async fn serve_connection(exec: Rc<Exec>, kind: Listener, mut conn: Conn) {
         }
         Listener::Imap | Listener::Imaps => crate::imap::driver::serve(exec, kind, conn).await,
         Listener::Pop3 | Listener::Pop3s => crate::pop3::driver::serve(exec, kind, conn).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::io::{AsRawFd, FromRawFd};
+
+    /// Whether TCP_NODELAY is set on a socket the caller keeps owning.
+    fn nodelay(fd: std::os::unix::io::RawFd) -> bool {
+        // SAFETY: borrowed for one getsockopt; ManuallyDrop keeps the fd open.
+        let socket = std::mem::ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd) });
+        socket.nodelay().expect("getsockopt")
+    }
+
+    #[test]
+    fn accepted_connections_inherit_nodelay_from_the_listener() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let listener = super::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+                let addr = listener.local_addr().expect("local addr");
+                let client = std::net::TcpStream::connect(addr).expect("connect");
+                let accepted = listener.accept().await.expect("accept");
+                assert!(
+                    nodelay(accepted.as_raw_fd()),
+                    "accepted socket without TCP_NODELAY"
+                );
+                assert!(
+                    !nodelay(client.as_raw_fd()),
+                    "the check itself is not constant"
+                );
+            })
+            .expect("executor")
+            .join()
+            .expect("test body");
     }
 }
