@@ -139,10 +139,10 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
             glommio::spawn_local(refuse(exec.clone(), kind, stream)).detach();
             continue;
         };
+        metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
         let mut conn = match Conn::new(stream) {
             Ok(c) => c,
             Err(e) => {
-                metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
                 tracing::debug!(listener = kind.name(), error = %e, "connection lost before start");
                 continue;
             }
@@ -153,7 +153,6 @@ async fn accept_loop(exec: Rc<Exec>, kind: Listener, listener: TcpListener) {
         glommio::spawn_local(tracing::Instrument::instrument(
             async move {
                 let _guard = exec.session_guard();
-                metrics::incr(Counter::ConnectionsTotal(kind.metric()), 1);
                 metrics::gauge_add(Gauge::ConnectionsCurrent(kind.metric()), 1);
                 super::executor::contain_panics(kind.name(), serve_connection(exec, kind, conn))
                     .await;

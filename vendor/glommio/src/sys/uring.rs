@@ -1831,9 +1831,7 @@ impl Reactor {
         // ringpost patch: a preemption timer that has not fired yet is kept while we keep
         // running (it still bounds this run); re-arming it on every loop iteration cost a
         // cancel and a new SQE, and an `io_uring_enter`, per iteration.
-        let keep_latency = self.latency_timer_is_preempt.get()
-            && Self::pending(&self.latency_preemption_timeout_src);
-        if !keep_latency {
+        if !self.preempt_timer_pending() {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_timer_is_preempt.set(false);
         }
@@ -1873,8 +1871,7 @@ impl Reactor {
             // us no later than the user timer would; the next sleep arms the user timer).
             // Otherwise it is cancelled, and the cancellation collected, or it would end
             // the sleep at once.
-            let preempt_first = self.latency_timer_is_preempt.get()
-                && Self::pending(&self.latency_preemption_timeout_src)
+            let preempt_first = self.preempt_timer_pending()
                 && user_timer.map_or(true, |d| {
                     self.latency_timer_deadline.get() <= std::time::Instant::now() + d
                 });
@@ -1923,9 +1920,7 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            if !(self.latency_timer_is_preempt.get()
-                && Self::pending(&self.latency_preemption_timeout_src))
-            {
+            if !self.preempt_timer_pending() {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_timer_is_preempt.set(true);
@@ -1943,6 +1938,12 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// ringpost patch: whether the latency ring holds the preemption timer (not a user timer
+    /// armed for a sleep) and it has not fired yet.
+    fn preempt_timer_pending(&self) -> bool {
+        self.latency_timer_is_preempt.get() && Self::pending(&self.latency_preemption_timeout_src)
     }
 
     /// Whether the timer in `slot` is armed and has not completed yet.
