@@ -92,6 +92,12 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// ringpost patch: completions do not interrupt the task with an IPI; they are
+        /// posted at its next kernel entry (Linux 5.19).
+        const COOP_TASKRUN = 1 << 8;
+        /// ringpost patch: with `COOP_TASKRUN`, the kernel sets `IORING_SQ_TASKRUN` while
+        /// completions wait.
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

@@ -693,7 +693,11 @@ pub(crate) trait UringCommon {
         self.consume_sqe_queue(&mut queue.submissions, true)
     }
 
+    /// ringpost patch: makes the kernel post completions it holds back (`SleepableRing::coop`).
+    fn flush_task_work(&mut self) {}
+
     fn consume_completion_queue(&mut self, woke: &mut usize) -> usize {
+        self.flush_task_work();
         let mut completed = 0;
         loop {
             match self.consume_one_event() {
@@ -893,6 +897,9 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// ringpost patch: set up with `COOP_TASKRUN`: a completion does not interrupt the executor with an IPI
+    /// while it runs; the kernel posts it at the next kernel entry and flags that it waits.
+    coop: bool,
 }
 
 impl SleepableRing {
@@ -902,9 +909,40 @@ impl SleepableRing {
         allocator: Rc<UringBufferAllocator>,
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
+        Self::with_flags(size, name, iou::SetupFlags::empty(), allocator, source_map)
+    }
+
+    /// ringpost patch: the main ring. Its completions wait for the executor's next kernel entry instead of
+    /// interrupting it (each interruption is an IPI and two mode switches). Falls back to
+    /// a plain ring on kernels before 5.19. The latency ring must stay a plain ring: it
+    /// signals preemption by a completion appearing in its CQ while a task runs.
+    fn new_cooperative(
+        size: usize,
+        name: &'static str,
+        allocator: Rc<UringBufferAllocator>,
+        source_map: Rc<RefCell<SourceMap>>,
+    ) -> io::Result<Self> {
+        let coop = iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG;
+        match Self::with_flags(size, name, coop, allocator.clone(), source_map.clone()) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Self::new(size, name, allocator, source_map)
+            }
+            r => r,
+        }
+    }
+
+    fn with_flags(
+        size: usize,
+        name: &'static str,
+        flags: iou::SetupFlags,
+        allocator: Rc<UringBufferAllocator>,
+        source_map: Rc<RefCell<SourceMap>>,
+    ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        let coop = flags.contains(iou::SetupFlags::COOP_TASKRUN);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: iou::IoUring::new_with_flags(size as _, flags, iou::SetupFeatures::empty())?,
+            coop,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1128,6 +1166,31 @@ impl UringCommon for SleepableRing {
         false
     }
 
+    // ringpost patch (see `coop`).
+    fn flush_task_work(&mut self) {
+        if !self.coop {
+            return;
+        }
+        let raw = self.ring.raw();
+        // SAFETY: `kflags` points into the ring's mapping, which lives as long as `ring`.
+        let flags = unsafe { std::ptr::read_volatile(raw.sq.kflags) };
+        if flags & uring_sys::IORING_SQ_TASKRUN != 0 {
+            // Entering with GETEVENTS and no minimum runs the pending task work, which posts
+            // the completions, and returns at once. An error here only delays them until the
+            // next entry (at the latest, the executor's sleep), so it is not fatal.
+            // SAFETY: a plain io_uring_enter on our own ring fd.
+            unsafe {
+                uring_sys::syscalls::io_uring_enter(
+                    raw.ring_fd,
+                    0,
+                    0,
+                    uring_sys::IORING_ENTER_GETEVENTS,
+                    std::ptr::null(),
+                );
+            }
+        }
+    }
+
     fn needs_kernel_enter(&self) -> bool {
         // We only need to enter the kernel to submit SQEs, not to collect CQEs (the
         // kernel posts the CQEs asynchronously for us)
@@ -1222,11 +1285,13 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// Whether `latency_preemption_timeout_src` holds the preemption timer (not the user
-    /// timer armed for a sleep): only that one may stay armed across loop iterations.
-    latency_timer_is_preempt: Cell<bool>,
     /// When the preemption timer fires.
     latency_timer_deadline: Cell<std::time::Instant>,
+    /// ringpost patch: the timer armed for a sleep (the next user timer), in a slot of its
+    /// own so that neither timer is cancelled to make room for the other.
+    user_timeout_src: Cell<Option<Source>>,
+    /// When the user timer in `user_timeout_src` fires.
+    user_timer_deadline: Cell<std::time::Instant>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1311,8 +1376,12 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
-            SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        let main_ring = SleepableRing::new_cooperative(
+            ring_depth,
+            "main",
+            allocator.clone(),
+            source_map.clone(),
+        )?;
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
         let mut latency_ring =
             SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
@@ -1358,8 +1427,9 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_timer_is_preempt: Cell::new(false),
             latency_timer_deadline: Cell::new(std::time::Instant::now()),
+            user_timeout_src: Cell::new(None),
+            user_timer_deadline: Cell::new(std::time::Instant::now()),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1833,7 +1903,6 @@ impl Reactor {
         // cancel and a new SQE, and an `io_uring_enter`, per iteration.
         if !self.preempt_timer_pending() {
             drop(self.latency_preemption_timeout_src.take());
-            self.latency_timer_is_preempt.set(false);
         }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
@@ -1867,31 +1936,39 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            // ringpost patch: a pending preemption timer that fires first is kept (it wakes
-            // us no later than the user timer would; the next sleep arms the user timer).
-            // Otherwise it is cancelled, and the cancellation collected, or it would end
-            // the sleep at once.
-            let preempt_first = self.preempt_timer_pending()
-                && user_timer.map_or(true, |d| {
-                    self.latency_timer_deadline.get() <= std::time::Instant::now() + d
-                });
+            // ringpost patch: any pending latency-ring timer that fires no later than the
+            // next user timer ends this sleep in time, so a new one is armed only when none
+            // does. (A timer firing early only wakes us to find nothing due.) Upstream
+            // cancelled the user timer on every wakeup and the preemption timer on every
+            // sleep, and armed each again: two timers and two cancellations per sleep.
             // Tasks woken by completions collected below: then we must not sleep.
             let mut late_wakes = 0;
-            if let (Some(dur), false) = (user_timer, preempt_first) {
-                if let Some(preempt) = self.latency_preemption_timeout_src.take() {
-                    // Collect the cancellation before arming the user timer. Never consume
-                    // after arming it: a timer that is (nearly) due completes at once, and
-                    // consuming its completion here would leave the sleep below with no
-                    // timer to end it.
-                    drop(preempt);
-                    flush_cancellations!(into &mut late_wakes; lat_ring);
-                    flush_rings!(lat_ring)?;
-                    consume_rings!(into &mut late_wakes; lat_ring);
+            if let Some(dur) = user_timer {
+                let deadline = std::time::Instant::now() + dur;
+                let in_time = |slot: &Cell<Option<Source>>, at: &Cell<std::time::Instant>| {
+                    Self::pending(slot) && at.get() <= deadline
+                };
+                if !in_time(&self.user_timeout_src, &self.user_timer_deadline)
+                    && !in_time(
+                        &self.latency_preemption_timeout_src,
+                        &self.latency_timer_deadline,
+                    )
+                {
+                    if let Some(late) = self.user_timeout_src.take() {
+                        // Collect the cancellation before arming the new timer. Never consume
+                        // after arming it: a timer that is (nearly) due completes at once,
+                        // and consuming its completion here would leave the sleep below with
+                        // no timer to end it.
+                        drop(late);
+                        flush_cancellations!(into &mut late_wakes; lat_ring);
+                        flush_rings!(lat_ring)?;
+                        consume_rings!(into &mut late_wakes; lat_ring);
+                    }
+                    self.user_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.user_timer_deadline.set(deadline);
+                    assert!(flush_rings!(lat_ring)? > 0);
                 }
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_timer_is_preempt.set(false);
-                assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1923,7 +2000,6 @@ impl Reactor {
             if !self.preempt_timer_pending() {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_timer_is_preempt.set(true);
                 self.latency_timer_deadline
                     .set(std::time::Instant::now() + preempt);
             }
@@ -1940,10 +2016,9 @@ impl Reactor {
         Ok(should_sleep)
     }
 
-    /// ringpost patch: whether the latency ring holds the preemption timer (not a user timer
-    /// armed for a sleep) and it has not fired yet.
+    /// ringpost patch: whether the preemption timer is armed and has not fired yet.
     fn preempt_timer_pending(&self) -> bool {
-        self.latency_timer_is_preempt.get() && Self::pending(&self.latency_preemption_timeout_src)
+        Self::pending(&self.latency_preemption_timeout_src)
     }
 
     /// Whether the timer in `slot` is armed and has not completed yet.
