@@ -11,7 +11,7 @@ mod compaction;
 use crate::error::StorageError;
 use crate::index::{canonical, Index, MailboxIndex, DEFAULT_MAILBOXES};
 use crate::log::{
-    open_segment, preallocate, prep_name, segment_name, write_all_at, Batch, LogState, Pos,
+    open_segment, preallocate, prep_name, segment_name, write_all_at_inline, Batch, LogState, Pos,
     Preallocate, Stall, Touch,
 };
 use crate::manifest::Manifest;
@@ -1298,7 +1298,7 @@ impl Shard {
                     sync_us += micros_since(t);
                 }
             }
-            write_all_at(&file, &path, chunk.data, chunk.offset).await?;
+            write_all_at_inline(&file, &path, &chunk.data, chunk.offset)?;
             current = Some((file, path));
         }
         if let Some((file, path)) = current {
