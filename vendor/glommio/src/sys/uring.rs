@@ -897,8 +897,9 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
-    /// ringpost patch: set up with `COOP_TASKRUN`: a completion does not interrupt the executor with an IPI
-    /// while it runs; the kernel posts it at the next kernel entry and flags that it waits.
+    /// ringpost patch: set up with `COOP_TASKRUN`. A completion does not interrupt the
+    /// executor with an IPI while it runs; the kernel posts it at the next kernel entry, and
+    /// flags that it waits.
     coop: bool,
 }
 
@@ -912,10 +913,10 @@ impl SleepableRing {
         Self::with_flags(size, name, iou::SetupFlags::empty(), allocator, source_map)
     }
 
-    /// ringpost patch: the main ring. Its completions wait for the executor's next kernel entry instead of
-    /// interrupting it (each interruption is an IPI and two mode switches). Falls back to
-    /// a plain ring on kernels before 5.19. The latency ring must stay a plain ring: it
-    /// signals preemption by a completion appearing in its CQ while a task runs.
+    /// ringpost patch: the main ring. Its completions wait for the executor's next kernel
+    /// entry instead of interrupting it (each interruption is an IPI and two mode switches).
+    /// Falls back to a plain ring on kernels before 5.19. The latency ring must stay a plain
+    /// ring: it signals preemption by a completion appearing in its CQ while a task runs.
     fn new_cooperative(
         size: usize,
         name: &'static str,
