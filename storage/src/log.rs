@@ -140,7 +140,9 @@ pub(crate) async fn write_all_at(
 /// Copies `data` into the page cache at `pos` with `pwrite` on the executor thread, as a
 /// commit does. Through io_uring, ext4 hands a buffered write to an io-wq worker (it cannot
 /// do one without blocking), which cost a thread handoff per commit on top of the
-/// fdatasync's; the copy itself takes microseconds. Failures are errors as in
+/// fdatasync's; the copy itself takes microseconds. The price: when the kernel throttles
+/// writers (gigabytes of dirty pages from another process) or the head's last page was
+/// evicted, the copy waits and holds the executor meanwhile. Failures are errors as in
 /// [`write_all_at`]: a partly written batch never counts as durable.
 pub(crate) fn write_all_at_inline(
     file: &BufferedFile,
