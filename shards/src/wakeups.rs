@@ -1,5 +1,5 @@
 //! Liveness of the reactor every executor runs on (glommio, patched in vendor/glommio): a
-//! sleeping executor must wake for each of the three things that end a sleep, and an
+//! sleeping executor must wake for each of the four things that end a sleep, and an
 //! executor with runnable tasks must not sleep. A lost wakeup does not fail a functional test
 //! reliably; it stalls one session for as long as the executor has nothing else to do. Each
 //! test repeats its case thousands of times, with a watchdog far above the normal run time
@@ -98,6 +98,46 @@ fn cross_executor_messages_wake_a_sleeping_executor() {
     });
     assert_eq!(last, ROUNDS);
     echo.join().expect("echo ends once ping hung up");
+}
+
+/// A socket that becomes readable wakes a sleeping executor: a ping-pong over loopback TCP
+/// with a plain thread, the way every session waits for its client. The executor's main ring
+/// posts such completions cooperatively (vendor/README.md, change 5), so this is the wake path
+/// that change relies on.
+#[test]
+fn readable_sockets_wake_a_sleeping_executor() {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use std::io::{Read, Write};
+    const ROUNDS: u32 = 2000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let echo = std::thread::spawn(move || {
+        let (mut peer, _) = listener.accept().expect("accept");
+        let mut byte = [0u8; 1];
+        while peer.read_exact(&mut byte).is_ok() {
+            byte[0] = byte[0].wrapping_add(1);
+            if peer.write_all(&byte).is_err() {
+                break;
+            }
+        }
+    });
+    let rounds = on_executor("socket", move || async move {
+        let mut stream = glommio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        let mut byte = [0u8; 1];
+        let mut rounds = 0;
+        for _ in 0..ROUNDS {
+            let sent = byte[0];
+            stream.write_all(&byte).await.expect("write");
+            stream.read_exact(&mut byte).await.expect("echo answers");
+            assert_eq!(byte[0], sent.wrapping_add(1), "the echo's byte");
+            rounds += 1;
+        }
+        rounds
+    });
+    assert_eq!(rounds, ROUNDS);
+    echo.join().expect("echo ends once the executor hung up");
 }
 
 /// A task queue whose preemption period is a few microseconds: the preemption timer often
