@@ -440,11 +440,40 @@ impl Config {
         let d = domain.trim_end_matches('.');
         self.domains.local.iter().any(|l| l.eq_ignore_ascii_case(d))
     }
+
+    /// The mailbox a bare `RCPT TO:<Postmaster>` means, and where postmaster of any local
+    /// domain without its own goes (RFC 5321 §4.5.1): postmaster at the hostname when that is
+    /// a local domain, else at the first local domain.
+    pub fn postmaster_address(&self) -> String {
+        let host = self.server.hostname.trim_end_matches('.');
+        let domain = if self.is_local_domain(host) {
+            host
+        } else {
+            self.domains
+                .local
+                .first()
+                .map_or(host, |d| d.trim_end_matches('.'))
+        };
+        format!("postmaster@{}", domain.to_ascii_lowercase())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postmaster_is_at_the_hostname_only_when_it_is_local() {
+        let mut c = Config::parse(
+            "[server]\nhostname = \"mail.example.org\"\n[domains]\nlocal = [\"Example.org.\", \"example.net\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.postmaster_address(), "postmaster@example.org");
+        c.domains.local.push("MAIL.example.org".into());
+        assert_eq!(c.postmaster_address(), "postmaster@mail.example.org");
+        c.domains.local.clear();
+        assert_eq!(c.postmaster_address(), "postmaster@mail.example.org");
+    }
 
     #[test]
     fn empty_file_means_defaults_but_no_listeners() {

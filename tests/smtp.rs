@@ -12,6 +12,36 @@ fn smtplib_on_all_three_ports() {
 }
 
 #[test]
+fn postmaster_is_accepted_without_a_domain_and_for_every_local_domain() {
+    let s = Server::new().start();
+    // No postmaster yet: the server says so once it is ready.
+    let warned = (0..100).any(|_| {
+        let found = s.log_text().contains("no account or alias for postmaster");
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        found
+    });
+    assert!(
+        warned,
+        "no warning about the missing postmaster:\n{}",
+        s.log_text()
+    );
+    let out = s.cli(&[
+        "alias",
+        "add",
+        "postmaster@example.org",
+        "alice@example.org",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.python("postmaster.py", &[]);
+}
+
+#[test]
 fn bdat_sent_in_two_writes_is_not_held_by_delayed_acks() {
     let s = Server::new().start();
     s.python("prompt_ack.py", &["bdat"]);

@@ -49,6 +49,7 @@ fn session_config(exec: &Exec, kind: Listener) -> Arc<SessionConfig> {
                 cfg.max_message_size = usize::try_from(l.max_message_size).unwrap_or(usize::MAX);
                 cfg.max_recipients = l.max_recipients;
                 cfg.max_line_length = l.max_line_length;
+                cfg.postmaster = exec.shared.cfg.postmaster_address();
                 Arc::new(cfg)
             })
             .clone()

@@ -88,6 +88,9 @@ pub struct SessionConfig {
     pub max_errors: u32,
     /// Queue id source (one per executor, shared by its listeners).
     pub queue_ids: Arc<QueueIdGenerator>,
+    /// The mailbox a bare `<Postmaster>` means; also takes postmaster mail for any local
+    /// domain that has no postmaster of its own (default `postmaster@` the hostname).
+    pub postmaster: String,
 }
 
 impl SessionConfig {
@@ -97,8 +100,10 @@ impl SessionConfig {
         listener: ListenerKind,
         queue_ids: Arc<QueueIdGenerator>,
     ) -> Self {
+        let hostname = hostname.into();
         Self {
-            hostname: hostname.into(),
+            postmaster: format!("postmaster@{}", hostname.to_ascii_lowercase()),
+            hostname,
             listener,
             tls_available: true,
             max_message_size: 25 * 1024 * 1024,
@@ -925,7 +930,7 @@ impl Session {
             && matches!(to.mailbox.local, LocalPart::Dot(l) if l.eq_ignore_ascii_case("postmaster"));
         let addr = if is_postmaster {
             // RFC 5321 §4.5.1: `<Postmaster>` without a domain must be accepted.
-            format!("postmaster@{}", self.cfg.hostname.to_ascii_lowercase())
+            self.cfg.postmaster.clone()
         } else {
             if let Some(h) = routing_hazard(&to) {
                 let text = format!("Error: relay access denied: {h}");
@@ -940,7 +945,18 @@ impl Session {
             }
             to.mailbox.canonical()
         };
-        let resolution = dir.resolve(&addr);
+        let mut resolution = dir.resolve(&addr);
+        let postmaster_of_ours = addr
+            .rsplit_once('@')
+            .is_some_and(|(local, _)| local.eq_ignore_ascii_case("postmaster"));
+        if resolution == Resolution::UnknownLocal
+            && postmaster_of_ours
+            && addr != self.cfg.postmaster
+        {
+            // RFC 5321 §4.5.1: postmaster of every domain we serve must be accepted; a
+            // domain without its own shares the primary one's.
+            resolution = dir.resolve(&self.cfg.postmaster);
+        }
         let authenticated = self.auth.is_some();
         let Some(tx) = self.tx.as_mut() else {
             return self.canned(NEED_MAIL);

@@ -8,7 +8,7 @@ use super::*;
 const HOST: &str = "mx.example.org";
 
 /// example.org is local: alice, bob, team (alias to both), full (over its quota), crew (alias
-/// to bob and full) and postmaster@mx.example.org.
+/// to bob and full) and postmaster@mx.example.org. example.net is local too, with only carol.
 #[derive(Default)]
 struct Dir {
     lookups: Cell<usize>,
@@ -20,6 +20,12 @@ impl Directory for Dir {
         let Some((local, domain)) = addr.rsplit_once('@') else {
             return Resolution::UnknownLocal;
         };
+        if domain == "example.net" {
+            return match local {
+                "carol" => Resolution::Local(vec!["carol@example.net".into()]),
+                _ => Resolution::UnknownLocal,
+            };
+        }
         if domain != "example.org" && domain != HOST {
             return Resolution::NonLocal;
         }
@@ -465,6 +471,53 @@ fn unknown_local_user_and_postmaster() {
     assert_eq!(envs[0].from, "");
     assert_eq!(envs[0].rcpts_local[0].address, "postmaster@mx.example.org");
     assert!(envs[0].prefix.starts_with(b"Return-Path: <>\r\n"));
+}
+
+#[test]
+fn bare_postmaster_is_the_configured_mailbox() {
+    // The usual setup: the hostname (mx.example.org) is not itself a mail domain.
+    let mut cfg = config(ListenerKind::Mx);
+    cfg.postmaster = "postmaster@example.org".into();
+    let mut s = session_with(cfg, false);
+    let (out, envs) = converse(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<POSTMASTER>\r\nDATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(&codes(&out)[1..3], ["250 2.1.0", "250 2.1.5"]);
+    assert_eq!(envs[0].rcpts_local[0].address, "postmaster@example.org");
+    assert_eq!(envs[0].rcpts_local[0].accounts, ["postmaster@example.org"]);
+}
+
+#[test]
+fn postmaster_of_a_domain_without_one_reaches_the_primary_postmaster() {
+    let mut cfg = config(ListenerKind::Mx);
+    cfg.postmaster = "postmaster@example.org".into();
+    let mut s = session_with(cfg, false);
+    let (out, envs) = converse(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<nobody@example.net>\r\n\
+          RCPT TO:<PostMaster@example.net>\r\nRCPT TO:<postmaster@remote.example>\r\n\
+          DATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(
+        &codes(&out)[1..5],
+        ["250 2.1.0", "550 5.1.1", "250 2.1.5", "550 5.7.1"]
+    );
+    let rcpt = &envs[0].rcpts_local[0];
+    assert_eq!(rcpt.address, "PostMaster@example.net");
+    assert_eq!(rcpt.accounts, ["postmaster@example.org"]);
+}
+
+#[test]
+fn postmaster_without_a_mailbox_is_unknown() {
+    let mut cfg = config(ListenerKind::Mx);
+    cfg.postmaster = "postmaster@example.net".into();
+    let mut s = session_with(cfg, false);
+    let (out, _) = converse(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<Postmaster>\r\n",
+    );
+    assert_eq!(&codes(&out)[1..3], ["250 2.1.0", "550 5.1.1"]);
 }
 
 #[test]
