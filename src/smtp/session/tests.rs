@@ -473,12 +473,17 @@ fn unknown_local_user_and_postmaster() {
     assert!(envs[0].prefix.starts_with(b"Return-Path: <>\r\n"));
 }
 
+/// An MX session whose bare `<Postmaster>` means `postmaster`.
+fn mx_with_postmaster(postmaster: &str) -> Session {
+    let mut cfg = config(ListenerKind::Mx);
+    cfg.postmaster = postmaster.into();
+    session_with(cfg, false)
+}
+
 #[test]
 fn bare_postmaster_is_the_configured_mailbox() {
     // The usual setup: the hostname (mx.example.org) is not itself a mail domain.
-    let mut cfg = config(ListenerKind::Mx);
-    cfg.postmaster = "postmaster@example.org".into();
-    let mut s = session_with(cfg, false);
+    let mut s = mx_with_postmaster("postmaster@example.org");
     let (out, envs) = converse(
         &mut s,
         b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<POSTMASTER>\r\nDATA\r\nx\r\n.\r\n",
@@ -490,9 +495,7 @@ fn bare_postmaster_is_the_configured_mailbox() {
 
 #[test]
 fn postmaster_of_a_domain_without_one_reaches_the_primary_postmaster() {
-    let mut cfg = config(ListenerKind::Mx);
-    cfg.postmaster = "postmaster@example.org".into();
-    let mut s = session_with(cfg, false);
+    let mut s = mx_with_postmaster("postmaster@example.org");
     let (out, envs) = converse(
         &mut s,
         b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<nobody@example.net>\r\n\
@@ -510,9 +513,7 @@ fn postmaster_of_a_domain_without_one_reaches_the_primary_postmaster() {
 
 #[test]
 fn postmaster_without_a_mailbox_is_unknown() {
-    let mut cfg = config(ListenerKind::Mx);
-    cfg.postmaster = "postmaster@example.net".into();
-    let mut s = session_with(cfg, false);
+    let mut s = mx_with_postmaster("postmaster@example.net");
     let (out, _) = converse(
         &mut s,
         b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<Postmaster>\r\n",
