@@ -946,12 +946,11 @@ impl Session {
             to.mailbox.canonical()
         };
         let mut resolution = dir.resolve(&addr);
-        let postmaster_of_ours = addr
-            .rsplit_once('@')
-            .is_some_and(|(local, _)| local.eq_ignore_ascii_case("postmaster"));
         if resolution == Resolution::UnknownLocal
-            && postmaster_of_ours
             && addr != self.cfg.postmaster
+            && addr
+                .rsplit_once('@')
+                .is_some_and(|(local, _)| local.eq_ignore_ascii_case("postmaster"))
         {
             // RFC 5321 §4.5.1: postmaster of every domain we serve must be accepted; a
             // domain without its own shares the primary one's.
