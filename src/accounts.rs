@@ -248,6 +248,15 @@ impl AccountDb {
         }
     }
 
+    /// The accounts mail to the server's postmaster reaches (`Config::postmaster_address`);
+    /// empty while none exists, which RFC 5321 §4.5.1 does not allow.
+    pub fn postmaster_accounts(&self, cfg: &crate::config::Config) -> Vec<String> {
+        match self.resolve(&cfg.postmaster_address(), |d| cfg.is_local_domain(d)) {
+            Resolution::Local(accounts) => accounts,
+            Resolution::UnknownLocal | Resolution::NonLocal => Vec::new(),
+        }
+    }
+
     /// Whether `account` may use `from` as its envelope sender: its own address or an alias of it.
     pub fn may_send_as(&self, account: &str, from: &str) -> bool {
         let from = from.to_lowercase();

@@ -397,6 +397,16 @@ fn check(cfg: &Config, source: &Source) -> Result<i32, CliError> {
             db.accounts.len(),
             db.aliases.len()
         );
+        let postmaster = cfg.postmaster_address();
+        let targets = db.postmaster_accounts(cfg);
+        if targets.is_empty() {
+            println!(
+                "warning: no account or alias for {postmaster} (RFC 5321 requires a postmaster; \
+                 mail to it is refused): ringpost alias add {postmaster} ACCOUNT"
+            );
+        } else {
+            println!("postmaster: {postmaster} -> {}", targets.join(", "));
+        }
     } else {
         println!(
             "data_dir: {} does not exist yet (made on first start)",

@@ -120,6 +120,31 @@ fn bad_config_is_one_line_and_touches_nothing() {
 }
 
 #[test]
+fn check_names_the_postmaster_or_warns_without_one() {
+    let s = Server::new();
+    let out = s.cli(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "a missing postmaster is a warning: {text}"
+    );
+    assert!(
+        text.contains("warning: no account or alias for postmaster@example.org"),
+        "{text}"
+    );
+    assert!(s
+        .cli(&["alias", "add", "postmaster@example.org", "bob@example.org"])
+        .status
+        .success());
+    let text = String::from_utf8_lossy(&s.cli(&["check"]).stdout).to_string();
+    assert!(
+        text.contains("postmaster: postmaster@example.org -> bob@example.org")
+            && !text.contains("warning"),
+        "{text}"
+    );
+}
+
+#[test]
 fn users_and_aliases_round_trip() {
     let s = Server::new();
     let out = s.cli(&["user", "list"]);

@@ -394,13 +394,10 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
             shards = shared.shards,
             "ringpost ready"
         );
-        let postmaster = shared.cfg.postmaster_address();
-        let known = matches!(
-            exec.accounts()
-                .resolve(&postmaster, |d| shared.cfg.is_local_domain(d)),
-            crate::accounts::Resolution::Local(_)
-        );
-        if !known && shared.cfg.listen.smtp.is_some() {
+        if shared.cfg.listen.smtp.is_some()
+            && exec.accounts().postmaster_accounts(&shared.cfg).is_empty()
+        {
+            let postmaster = shared.cfg.postmaster_address();
             tracing::warn!(
                 %postmaster,
                 "no account or alias for postmaster: RFC 5321 requires it, and mail to it is refused until one is added (ringpost alias add {postmaster} <account>)"
