@@ -400,7 +400,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
             let postmaster = shared.cfg.postmaster_address();
             tracing::warn!(
                 %postmaster,
-                "no account or alias for postmaster: RFC 5321 requires it, and mail to it is refused until one is added (ringpost alias add {postmaster} <account>)"
+                "no account or alias for postmaster: RFC 5321 requires it, and mail to it is refused until one is added (ringpost alias add {postmaster} ACCOUNT)"
             );
         }
     }
