@@ -389,11 +389,7 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
         .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
         + 1;
     if ready == shared.executors {
-        tracing::info!(
-            executors = shared.executors,
-            shards = shared.shards,
-            "ringpost ready"
-        );
+        // Before "ready": whoever waits for that line finds the warning already logged.
         if shared.cfg.listen.smtp.is_some()
             && exec.accounts().postmaster_accounts(&shared.cfg).is_empty()
         {
@@ -403,6 +399,11 @@ pub async fn run(ctx: shards::Ctx<Req, Resp>, shared: Arc<Shared>) -> Result<(),
                 "no account or alias for postmaster: RFC 5321 requires it, and mail to it is refused until one is added (ringpost alias add {postmaster} ACCOUNT)"
             );
         }
+        tracing::info!(
+            executors = shared.executors,
+            shards = shared.shards,
+            "ringpost ready"
+        );
     }
     shared.shutdown.wait().await;
     drop(listeners);
